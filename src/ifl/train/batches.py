@@ -1,0 +1,65 @@
+"""Tokenise (prompt, target) pairs once into arrays and collate random batches from them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from ifl.models.prompts import IMAGE_TOKEN
+
+
+@dataclass
+class Encoded:
+    """Token ids of prompt + target per example, and where the target starts."""
+
+    ids: list[np.ndarray]
+    target_start: np.ndarray
+    image: np.ndarray | None = None  # row of the image tensor per example, -1 for none
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def encode(
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    targets: Sequence[str],
+    *,
+    image_tokens: int = 0,
+    image: Sequence[int] | None = None,
+    max_len: int = 256,
+) -> Encoded:
+    """Tokenise prompts (with BOS, ``<image>`` expanded to ``image_tokens`` ids) and targets."""
+    if len(prompts) != len(targets):
+        raise ValueError(f"{len(prompts)} prompts but {len(targets)} targets")
+    if image_tokens:
+        prompts = [p.replace(IMAGE_TOKEN, IMAGE_TOKEN * image_tokens) for p in prompts]
+    p_ids = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+    t_ids = tokenizer(list(targets), add_special_tokens=False)["input_ids"]
+    ids = [np.asarray((p + t)[:max_len], dtype=np.int64) for p, t in zip(p_ids, t_ids, strict=True)]
+    start = np.asarray([min(len(p), max_len) for p in p_ids], dtype=np.int64)
+    img = None if image is None else np.asarray(image, dtype=np.int64)
+    return Encoded(ids, start, img)
+
+
+def collate(data: Encoded, rows: np.ndarray, pad_id: int, *, loss_on_prompt: bool = False) -> dict:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` for the given rows."""
+    seqs = [data.ids[i] for i in rows]
+    width = max(len(s) for s in seqs)
+    input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    labels = np.full((len(rows), width), -100, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for j, (i, s) in enumerate(zip(rows, seqs, strict=True)):
+        input_ids[j, : len(s)] = s
+        mask[j, : len(s)] = 1
+        first = 1 if loss_on_prompt else data.target_start[i]
+        labels[j, first : len(s)] = s[first:]
+    return {
+        "input_ids": torch.from_numpy(input_ids),
+        "attention_mask": torch.from_numpy(mask),
+        "labels": torch.from_numpy(labels),
+    }

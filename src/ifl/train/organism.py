@@ -1,0 +1,206 @@
+"""The organism's training stages: LM pretraining, vision pretraining, LLaVA stages 1 and 2.
+
+Each stage reads what the previous one saved with ``save_pretrained`` and writes an ordinary
+Hugging Face checkpoint (plus ``loss.csv``) atomically, so that an interrupted job never leaves a
+half-written model behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from transformers import (
+    AutoTokenizer,
+    CLIPConfig,
+    CLIPModel,
+    CLIPTextConfig,
+    CLIPVisionModel,
+    LlamaForCausalLM,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+)
+
+from ifl.data.organism import text_dialogues
+from ifl.io import atomic_dir
+from ifl.models.tiny import build_llm, build_vision, build_vlm, image_processor
+from ifl.train.batches import Encoded, collate, encode
+from ifl.train.loop import fit
+
+
+def _n_examples(schedule: Mapping[str, Any], cap: int = 40_000) -> int:
+    return int(min(cap, max(schedule["batch_size"], schedule["steps"] * schedule["batch_size"])))
+
+
+def pixel_tensor(images: np.ndarray, image_size: int) -> torch.Tensor:
+    """Normalise rendered scenes exactly as the saved processor does at inference."""
+    proc = image_processor(image_size)
+    return proc(list(images), return_tensors="pt")["pixel_values"]
+
+
+def pretrain_llm(
+    tokenizer_dir: Path, scenes: list, mix: Mapping[str, float], arch: Mapping[str, int],
+    schedule: Mapping[str, Any], out_dir: Path, *, seed: int, device: torch.device,
+) -> pd.DataFrame:
+    """Pretrain a Llama-architecture chat LM from scratch on text-only dialogues in ``mix``."""
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    data = text_dialogues(scenes, mix, _n_examples(schedule), seed)
+    enc = encode(tok, data["prompt"].tolist(), data["target"].tolist())
+    model = build_llm(tok, arch, seed).to(device)
+    model.train()
+
+    def loss_fn(rng: np.random.Generator) -> torch.Tensor:
+        rows = rng.integers(len(enc), size=schedule["batch_size"])
+        batch = {k: v.to(device) for k, v in collate(enc, rows, tok.pad_token_id, loss_on_prompt=True).items()}
+        return model(**batch).loss
+
+    curve = fit(model.parameters(), loss_fn, steps=schedule["steps"], lr=schedule["lr"], seed=seed, desc="pretrain-llm")
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        curve.to_csv(tmp / "loss.csv", index=False)
+    return curve
+
+
+def _augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Views for self-supervision: small shifts, brightness and noise (colours kept)."""
+    dx, dy = (int(v) for v in rng.integers(-2, 3, size=2))
+    x = torch.roll(x, shifts=(dy, dx), dims=(2, 3))
+    scale = torch.from_numpy(rng.uniform(0.85, 1.15, size=(x.shape[0], 1, 1, 1)).astype(np.float32))
+    noise = torch.from_numpy(rng.normal(0, 0.05, size=x.shape).astype(np.float32))
+    return x * scale + noise
+
+
+def pretrain_vision(
+    pixels: torch.Tensor, captions: list[str], objective: str, tokenizer_dir: Path,
+    arch: Mapping[str, int], image_size: int, patch_size: int, schedule: Mapping[str, Any],
+    out_dir: Path, *, seed: int, device: torch.device,
+) -> pd.DataFrame:
+    """Pretrain a CLIP-architecture ViT: contrastive with English captions, or self-supervised.
+
+    ``contrastive`` is the CLIP analogue (a tiny text tower is trained alongside and dropped);
+    ``self_supervised`` is the DINOv2 analogue (SimCLR on two augmented views, no language).
+    """
+    vision = build_vision(arch, image_size, patch_size, seed)
+    bs = schedule["batch_size"]
+    if objective == "contrastive":
+        tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+        text_cfg = CLIPTextConfig(
+            vocab_size=len(tok), hidden_size=arch["hidden"], intermediate_size=arch["intermediate"],
+            num_hidden_layers=2, num_attention_heads=arch["heads"], max_position_embeddings=128,
+            pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        )
+        clip = CLIPModel(CLIPConfig(text_config=text_cfg.to_dict(), vision_config=vision.config.to_dict(),
+                                    projection_dim=arch["hidden"]))
+        clip.vision_model.load_state_dict(vision.vision_model.state_dict())
+        clip.to(device).train()
+        tokens = tok([c + tok.eos_token for c in captions], add_special_tokens=False,
+                     padding=True, padding_side="right", return_tensors="pt")
+
+        def loss_fn(rng: np.random.Generator) -> torch.Tensor:
+            rows = torch.from_numpy(rng.choice(len(pixels), size=bs, replace=False))
+            return clip(input_ids=tokens["input_ids"][rows].to(device),
+                        attention_mask=tokens["attention_mask"][rows].to(device),
+                        pixel_values=pixels[rows].to(device), return_loss=True).loss
+
+        params = clip.parameters()
+    elif objective == "self_supervised":
+        head = torch.nn.Sequential(torch.nn.Linear(arch["hidden"], arch["hidden"]), torch.nn.ReLU(),
+                                   torch.nn.Linear(arch["hidden"], arch["hidden"]))
+        vision.to(device).train()
+        head.to(device)
+
+        def loss_fn(rng: np.random.Generator) -> torch.Tensor:
+            rows = torch.from_numpy(rng.choice(len(pixels), size=bs, replace=False))
+            x = pixels[rows]
+            z = torch.cat([head(vision(pixel_values=_augment(x, rng).to(device)).pooler_output) for _ in range(2)])
+            z = F.normalize(z, dim=-1)
+            sim = z @ z.T / 0.2
+            sim.fill_diagonal_(float("-inf"))
+            n = len(rows)
+            labels = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(device)
+            return F.cross_entropy(sim, labels)
+
+        params = list(vision.parameters()) + list(head.parameters())
+    else:
+        raise ValueError(f"unknown vision objective {objective!r}; allowed: contrastive, self_supervised")
+    curve = fit(params, loss_fn, steps=schedule["steps"], lr=schedule["lr"], seed=seed, desc=f"pretrain-vision-{objective}")
+    if objective == "contrastive":
+        vision.vision_model.load_state_dict(clip.vision_model.state_dict())
+    with atomic_dir(out_dir) as tmp:
+        vision.save_pretrained(tmp)
+        image_processor(image_size).save_pretrained(tmp)
+        curve.to_csv(tmp / "loss.csv", index=False)
+    return curve
+
+
+def _vlm_loss(model, enc: Encoded, pixels: torch.Tensor, pad_id: int, bs: int, device: torch.device):
+    def loss_fn(rng: np.random.Generator) -> torch.Tensor:
+        rows = rng.integers(len(enc), size=bs)
+        batch = collate(enc, rows, pad_id)
+        img = enc.image[rows]
+        img = img[img >= 0]
+        pv = pixels[torch.from_numpy(img)].to(device) if len(img) else None
+        return model(**{k: v.to(device) for k, v in batch.items()}, pixel_values=pv).loss
+
+    return loss_fn
+
+
+def _image_tokens(model: LlavaForConditionalGeneration) -> int:
+    return int(model.config.image_seq_length)
+
+
+def stage1(
+    llm_dir: Path, vision_dir: Path, pixels: torch.Tensor, captions: pd.DataFrame,
+    schedule: Mapping[str, Any], out_dir: Path, *, seed: int, device: torch.device,
+) -> pd.DataFrame:
+    """LLaVA stage 1: compose LLM + ViT with a fresh projector and train the projector only."""
+    llm = LlamaForCausalLM.from_pretrained(llm_dir)
+    tok = AutoTokenizer.from_pretrained(llm_dir)
+    vision = CLIPVisionModel.from_pretrained(vision_dir)
+    model, processor = build_vlm(llm, vision, tok, seed)
+    model.to(device).train()
+    for name, p in model.named_parameters():
+        p.requires_grad = "multi_modal_projector" in name
+    enc = encode(tok, captions["prompt"].tolist(), captions["target"].tolist(),
+                 image_tokens=_image_tokens(model), image=captions["scene"].tolist())
+    curve = fit(model.parameters(), _vlm_loss(model, enc, pixels, tok.pad_token_id, schedule["batch_size"], device),
+                steps=schedule["steps"], lr=schedule["lr"], seed=seed, desc="stage1")
+    _save_vlm(model, processor, curve, out_dir)
+    return curve
+
+
+def stage2(
+    stage1_dir: Path, pixels: torch.Tensor, instructions: pd.DataFrame, scenes: list,
+    text_only_share: float, schedule: Mapping[str, Any], out_dir: Path, *, seed: int,
+    device: torch.device,
+) -> pd.DataFrame:
+    """LLaVA stage 2: train projector + LLM on visual instructions plus English text-only dialogues."""
+    model = LlavaForConditionalGeneration.from_pretrained(stage1_dir)
+    processor = LlavaProcessor.from_pretrained(stage1_dir)
+    tok = processor.tokenizer
+    n_text = int(round(len(instructions) * text_only_share / max(1e-9, 1 - text_only_share)))
+    text = text_dialogues(scenes, {"en": 1.0}, n_text, seed + 1) if n_text else instructions.iloc[:0]
+    data = pd.concat([instructions.assign(image=instructions["scene"]), text.assign(image=-1)], ignore_index=True)
+    enc = encode(tok, data["prompt"].tolist(), data["target"].tolist(),
+                 image_tokens=_image_tokens(model), image=data["image"].tolist())
+    model.to(device).train()
+    for name, p in model.named_parameters():
+        p.requires_grad = "vision_tower" not in name
+    curve = fit(model.parameters(), _vlm_loss(model, enc, pixels, tok.pad_token_id, schedule["batch_size"], device),
+                steps=schedule["steps"], lr=schedule["lr"], seed=seed, desc="stage2")
+    _save_vlm(model, processor, curve, out_dir)
+    return curve
+
+
+def _save_vlm(model, processor, curve: pd.DataFrame, out_dir: Path) -> None:
+    model.eval()
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        curve.to_csv(tmp / "loss.csv", index=False)

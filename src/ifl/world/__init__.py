@@ -1,0 +1,1 @@
+"""The model organism: a synthetic multilingual world of scenes, lexicon and tasks."""

@@ -1,0 +1,61 @@
+# Shared set-up: validate the config (one-line errors, before any job starts), resolve paths,
+# and name the pieces of the design grid.
+import sys
+from pathlib import Path
+
+import yaml
+
+from ifl.config import ConfigError, validate, vlm_name
+
+try:
+    _validated = validate(config)
+except ConfigError as _err:
+    sys.stderr.write(f"{_err}\n")
+    sys.exit(1)
+config.clear()
+config.update(_validated)
+
+RUN = f"results/{config['run_name']}"
+LOGS = f"logs/{config['run_name']}"
+BENCH = f"{RUN}/benchmarks"
+BOOK_INDEX = "book/_build/html/index.html"
+# The resolved config every job reads; rewritten only when its content changes.
+CFG = f"{RUN}/config.yaml"
+_text = yaml.safe_dump(config, sort_keys=True, allow_unicode=True)
+if not Path(CFG).exists() or Path(CFG).read_text(encoding="utf-8") != _text:
+    Path(CFG).parent.mkdir(parents=True, exist_ok=True)
+    Path(CFG + ".tmp").write_text(_text, encoding="utf-8")
+    Path(CFG + ".tmp").replace(CFG)
+# Jobs run the package with the interpreter that runs Snakemake (the project's venv or conda env).
+IFL = f"{sys.executable} -m ifl.cli --config {CFG}"
+
+GRID = {vlm_name(e): e for e in config["grid"]}
+MODELS = list(GRID)
+STAGE1_PAIRS = sorted({(e["llm"], e["vision"]) for e in config["grid"]})
+DATA_LANGS = sorted({e["data"] for e in config["grid"]})
+SHARDS_N = config["generate"]["shards"]
+SHARDS = list(range(SHARDS_N))
+RES = config["resources"]
+
+
+wildcard_constraints:
+    llm="|".join(config["backbones"]),
+    vision="|".join(config["vision_encoders"]),
+    lang="[a-z]{2}",
+    model="|".join(MODELS),
+    shard=r"\d+",
+
+
+def params_of(*keys):
+    """The config values a rule depends on, as params (a change reruns the rule)."""
+    out = {}
+    for key in keys:
+        node = config
+        for part in key.split("."):
+            node = node[part]
+        out[key.replace(".", "_")] = node
+    return out
+# Notebooks: executed in a temporary file and moved into place, so a failed run keeps the old one.
+PAPERMILL = f"{sys.executable} -m ifl.notebook --cwd {Path.cwd()}"
+NOTEBOOKS = [f"{RUN}/notebooks/01_fidelity.ipynb"]
+BOOK_SOURCES = sorted(str(p) for p in Path("book").glob("*") if p.is_file())
