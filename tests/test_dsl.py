@@ -6,9 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
-from scipy import stats
+from scipy import special, stats
 
-from ifl.stats.dsl import DSLResult, _combine_splits, design_matrix, dsl, gold_only, naive_proxy
+from ifl.stats.dsl import (
+    DSLResult,
+    _combine_splits,
+    _fit_logistic,
+    design_matrix,
+    dsl,
+    gold_only,
+    naive_proxy,
+)
 
 TRUE_SLOPE = -0.2  # effect of the binary regressor on P(gold = 1)
 
@@ -127,9 +135,24 @@ def test_learners_run_and_agree_roughly() -> None:
     assert np.ptp(estimates) < 0.1
 
 
+def test_logistic_learner_matches_sklearn() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(7)
+    X = np.column_stack([rng.integers(0, 2, 300), rng.normal(size=300), np.ones(300)])
+    y = (rng.random(300) < special.expit(-0.5 + 1.5 * X[:, 0] + X[:, 1])).astype(float)
+    X_new = rng.normal(size=(50, 3))
+    ref = make_pipeline(StandardScaler(), LogisticRegression(tol=1e-10, max_iter=10_000))
+    expected = ref.fit(X, y).predict_proba(X_new)[:, 1]
+    np.testing.assert_allclose(_fit_logistic(X, y, X_new), expected, atol=1e-6)
+    np.testing.assert_array_equal(_fit_logistic(X, np.ones(300), X_new), np.ones(50))
+
+
 def test_coverage_and_bias_in_simulation_with_known_truth() -> None:
     rng = np.random.default_rng(20240702)
-    n_sims = 500
+    n_sims = 2000
     est = np.empty(n_sims)
     covered = np.empty(n_sims, dtype=bool)
     naive_covered = np.empty(n_sims, dtype=bool)

@@ -69,6 +69,16 @@ def test_text_only_embeddings_on_causal_lm() -> None:
     assert embeds.shape == (2, 4, HIDDEN) and not image_mask.any()
     ids = tok(["describe this image", "ja"], return_tensors="pt", padding=True)["input_ids"]
     torch.testing.assert_close(embeds, model.get_input_embeddings()(ids).detach())
+    out = hidden_states(model, tok, ["describe this image", "ja"])
+    assert out["states"].shape == (4 + 2, N_LAYERS + 1, HIDDEN)
+    assert out["meta"]["modality"].tolist() == [
+        "special",
+        "text",
+        "text",
+        "text",
+        "special",
+        "text",
+    ]
 
 
 def test_hidden_states_shapes_meta_and_values(llava, data) -> None:

@@ -28,8 +28,8 @@ def _separated(emb: np.ndarray, labels: np.ndarray) -> bool:
     return bool(np.all(closer_to_1 == (labels == 1)))
 
 
-# Fewer iterations keep the t-SNE tests fast; the geometry below is easy enough for 250.
-FAST_TSNE = {"max_iter": 250}
+# Fewer iterations keep the t-SNE tests fast; the geometry below is easy enough for 400.
+FAST_TSNE = {"max_iter": 400}
 
 
 @pytest.fixture(autouse=True)

@@ -268,7 +268,8 @@ def test_layer_states_match_hf_hidden_states(llava, reduce: str) -> None:
     enc = processor.tokenizer([DE], return_tensors="pt")
     with torch.no_grad():
         reference = model(**enc, output_hidden_states=True).hidden_states[LAYER + 1][0]
-    expected = reference[-1] if reduce == "last" else reference.mean(0)
+    assert enc["input_ids"][0, 0] == processor.tokenizer.bos_token_id
+    expected = reference[-1] if reduce == "last" else reference[1:].mean(0)  # BOS left out
     got = layer_states(model, processor, [DE], LAYER, reduce)  # a processor is accepted too
     assert got.shape == (1, HIDDEN) and got.dtype == torch.float32
     torch.testing.assert_close(got[0], expected)
@@ -319,6 +320,7 @@ def test_language_vector_on_causal_lms(kind: str) -> None:
         ("a text", 1, "last", "texts"),
         ([EN], 9, "last", "layer"),
         ([EN], 1, "max", "reduce"),
+        ([""], 1, "last", "non-special token"),
     ],
 )
 def test_layer_states_reject_bad_input(llava, texts, layer, reduce, match) -> None:

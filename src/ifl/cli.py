@@ -180,6 +180,95 @@ def _measure(a, cfg):
     write_parquet(measured, a.out)
 
 
+@command("judge", ("--measured", {"required": True}), ("--tasks", {"required": True}), ("--out", {"required": True}))
+def _judge(a, cfg):
+    from ifl.io import write_parquet
+    from ifl.judge import make_judge
+    from ifl.labels import TASK_COLUMNS, with_row_ids
+
+    df = with_row_ids(pd.read_parquet(a.measured)).merge(pd.read_parquet(a.tasks)[TASK_COLUMNS], on="task_id")
+    verdicts = make_judge(cfg["judge"])(df["question"].tolist(), df["reference"].tolist(), df["reply"].fillna("").tolist())
+    proxy = [np.nan if v is None else float(v) for v in verdicts]
+    write_parquet(pd.DataFrame({"row_id": df["row_id"], "accuracy_proxy": proxy}), a.out)
+
+
+@command("gold-sample", ("--measured", {"required": True}), ("--tasks", {"required": True}),
+         ("--out", {"required": True}), ("--sheet", {"required": True}))
+def _gold_sample(a, cfg):
+    from ifl.annotate import export_sheet
+    from ifl.io import write_parquet
+    from ifl.labels import gold_sample
+
+    g = cfg["gold"]
+    sample = gold_sample(pd.read_parquet(a.measured), pd.read_parquet(a.tasks), size=g["size"],
+                         seed=cfg["seed"] + 50, multipliers=g["multipliers"])
+    write_parquet(sample, a.out)
+    export_sheet(sample, a.sheet)
+
+
+@command("gold-annotate", ("--sample", {"required": True}), ("--sheet", {"required": True}),
+         ("--tasks", {"required": True}), ("--out", {"required": True}))
+def _gold_annotate(a, cfg):
+    from ifl.annotate import fill_sheet, import_sheet, to_sheet, write_sheet
+    from ifl.labels import oracle_annotator
+
+    sample = pd.read_parquet(a.sample)
+    if cfg["gold"]["annotator"] == "oracle":
+        sheet = fill_sheet(to_sheet(sample), oracle_annotator(pd.read_parquet(a.tasks)))
+    else:
+        done = cfg["gold"]["sheet"]
+        if not done or not Path(done).is_file():
+            raise ValueError(
+                f"annotate {a.sheet} (appendix B's three questions) and save the completed sheet at "
+                f"{done or '<gold.sheet in the config>'}, then run the DAG again")
+        sheet = import_sheet(done, expected_ids=sample["id"])
+    write_sheet(sheet, a.out)
+
+
+@command("labelled", ("--measured", {"required": True}), ("--judged", {"required": True}),
+         ("--annotated", {"required": True}), ("--tasks", {"required": True}), ("--out", {"required": True}))
+def _labelled(a, cfg):
+    from ifl.annotate import import_sheet
+    from ifl.io import write_parquet
+    from ifl.labels import assemble, oracle_truth
+
+    measured, tasks = pd.read_parquet(a.measured), pd.read_parquet(a.tasks)
+    sample_ids = pd.read_csv(a.annotated, dtype=str, keep_default_na=False)["id"]
+    sheet = import_sheet(a.annotated, expected_ids=sample_ids)
+    g = cfg["gold"]
+    df = assemble(measured, tasks, sheet, size=g["size"], multipliers=g["multipliers"])
+    df = df.merge(pd.read_parquet(a.judged), on="row_id", how="left", validate="one_to_one")
+    if g["annotator"] == "oracle":
+        df = oracle_truth(df, tasks)
+    write_parquet(df, a.out)
+
+
+@command("prevalence", ("--labelled", {"required": True}), ("--out-dir", {"required": True}))
+def _prevalence(a, cfg):
+    from ifl.config import vlm_name
+    from ifl.io import write_csv
+    from ifl.stats.prevalence import design_effects, ifl_by_cell, mean_by_cell
+
+    df = pd.read_parquet(a.labelled)
+    out = Path(a.out_dir)
+    d = cfg["dsl"]
+    kw = {"folds": d["folds"], "splits": d["splits"], "learner": d["learner"], "seed": cfg["seed"]}
+    oracle = "fidelity_oracle" if "fidelity_oracle" in df.columns else None
+    write_csv(ifl_by_cell(df, by=("model", "benchmark"), oracle=oracle, **kw), out / "ifl.csv")
+    write_csv(ifl_by_cell(df, by=("language",), oracle=oracle, **kw), out / "ifl_by_language.csv")
+    write_csv(mean_by_cell(df, by=("model", "condition"), oracle=oracle, **kw), out / "fidelity_by_condition.csv")
+    grid = {vlm_name(e): e for e in cfg["grid"]}
+    rows = []
+    for target in ("zh", "de"):
+        if target not in set(df["language"]):
+            continue
+        fid = design_effects(df, grid, target, **kw).assign(outcome="ifl")
+        acc = design_effects(df, grid, target, outcome="accuracy_gold", surrogate="accuracy_proxy", **kw)
+        rows += [fid, acc.assign(outcome="accuracy")]
+    cols = ["language", "term", "estimate", "se", "ci_low", "ci_high", "p_value", "outcome"]
+    write_csv(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols), out / "design_effects.csv")
+
+
 @command("fidelity", ("--measured", {"required": True}), ("--out", {"required": True}))
 def _fidelity(a, cfg):
     from ifl.io import write_csv
@@ -188,12 +277,13 @@ def _fidelity(a, cfg):
     write_csv(fidelity_table(pd.read_parquet(a.measured), outcome="fidelity_proxy"), a.out)
 
 
-@command("summary", ("--fidelity", {"required": True}), ("--out", {"required": True}))
+@command("summary", ("--fidelity", {"required": True}), ("--ifl", {"required": True}), ("--out", {"required": True}))
 def _summary(a, cfg):
     from ifl.io import write_json
-    from ifl.summary import fidelity_summary
+    from ifl.summary import fidelity_summary, prevalence_summary
 
-    write_json({"run_name": cfg["run_name"], "fidelity": fidelity_summary(pd.read_csv(a.fidelity))}, a.out)
+    write_json({"run_name": cfg["run_name"], "fidelity": fidelity_summary(pd.read_csv(a.fidelity)),
+                "prevalence": prevalence_summary(pd.read_csv(a.ifl))}, a.out)
 
 
 @command("rulegraph", ("--dot", {"required": True}), ("--out", {"required": True}))

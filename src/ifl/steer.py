@@ -61,14 +61,16 @@ def layer_states(
 
     The texts are tokenized as they are (no chat template; BOS as the tokenizer adds it) and run
     through the language model only, text-only. Padding is ignored: position ids follow the
-    attention mask (as in ``generate``) and the reduction skips padded positions.
+    attention mask (as in ``generate``). The reduction runs over the sentence's own tokens:
+    padding and special tokens (BOS/EOS) are skipped, since the BOS state is the same for every
+    sentence and, in real LLMs, of outsized norm, so it would only dilute a mean by length.
 
     Args:
         model: a LLaVA or causal LM.
         tokenizer: its tokenizer (a processor with a ``.tokenizer`` is accepted too).
         texts: the sentences.
         layer: 0-based decoder layer index.
-        reduce: ``"last"`` (state of the last token) or ``"mean"`` (mean over all tokens).
+        reduce: ``"last"`` (state of the last token) or ``"mean"`` (mean over the tokens).
 
     Returns:
         float32 CPU tensor of shape ``(len(texts), hidden)``.
@@ -81,8 +83,13 @@ def layer_states(
     tok = getattr(tokenizer, "tokenizer", tokenizer)
     enc = tok(list(texts), return_tensors="pt", padding=True)
     mask = enc["attention_mask"].to(_device(model))
-    if (mask.sum(-1) == 0).any():
-        raise ValueError(f"every text must give at least one token, got {list(texts)!r}")
+    ids = enc["input_ids"].to(mask.device)
+    specials = torch.tensor(sorted(set(tok.all_special_ids)), dtype=ids.dtype, device=ids.device)
+    words = mask.bool() & ~torch.isin(ids, specials)
+    if (words.sum(-1) == 0).any():
+        raise ValueError(
+            f"every text must give at least one non-special token, got {list(texts)!r}"
+        )
     captured: dict[str, torch.Tensor] = {}
 
     def capture(_module: nn.Module, _args: Any, output: Any) -> None:
@@ -92,7 +99,7 @@ def layer_states(
     handle = target.register_forward_hook(capture)
     try:
         language_model(model)(
-            input_ids=enc["input_ids"].to(mask.device),
+            input_ids=ids,
             attention_mask=mask,
             position_ids=(mask.cumsum(-1) - 1).masked_fill(mask == 0, 0),  # as generate()
             use_cache=False,
@@ -103,11 +110,11 @@ def layer_states(
         handle.remove()
     states = captured["h"].float()
     if reduce == "last":
-        # last non-padded position, whichever side the tokenizer pads on
-        last = mask.shape[1] - 1 - mask.flip(-1).argmax(-1)
+        # last word position, whichever side the tokenizer pads on
+        last = words.shape[1] - 1 - words.int().flip(-1).argmax(-1)
         out = states[torch.arange(states.shape[0], device=states.device), last]
     else:
-        weights = mask.to(states.dtype).unsqueeze(-1)
+        weights = words.to(states.dtype).unsqueeze(-1)
         out = (states * weights).sum(1) / weights.sum(1)
     return out.cpu()
 

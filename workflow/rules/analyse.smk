@@ -6,12 +6,37 @@ rule fidelity_table:
         f"{RUN}/measured.parquet",
     output:
         f"{RUN}/tables/fidelity.csv",
+    params:
+        **params_of(),
     log:
         f"{LOGS}/fidelity_table.log",
     conda:
         "../../environment.yml"
     shell:
-        "{IFL} fidelity --measured {input} --out {output} > {log} 2>&1"
+        "$IFL_PYTHON -m ifl.cli --config {params.cfg} fidelity --measured {input} --out {output} > {log} 2>&1"
+
+
+rule prevalence:
+    # Figure 1 and 3, Table 4 and the per-language table: DSL, naive and (organism) oracle.
+    input:
+        f"{RUN}/labelled.parquet",
+    output:
+        ifl=f"{RUN}/tables/ifl.csv",
+        by_language=f"{RUN}/tables/ifl_by_language.csv",
+        by_condition=f"{RUN}/tables/fidelity_by_condition.csv",
+        design=f"{RUN}/tables/design_effects.csv",
+    params:
+        **params_of("seed", "dsl"),
+        out_dir=lambda w, output: os.path.dirname(output.ifl),
+    log:
+        f"{LOGS}/prevalence.log",
+    benchmark:
+        f"{BENCH}/prevalence.tsv"
+    conda:
+        "../../environment.yml"
+    shell:
+        "$IFL_PYTHON -m ifl.cli --config {params.cfg} prevalence --labelled {input}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule notebook_fidelity:
@@ -29,18 +54,21 @@ rule notebook_fidelity:
     conda:
         "../../environment.yml"
     shell:
-        "{PAPERMILL} {input.notebook} {output} -p fidelity_csv {input.fidelity}"
+        "$IFL_PYTHON -m ifl.notebook {input.notebook} {output} -p fidelity_csv {input.fidelity}"
         " -p palette {params.palette} -p ci_level {params.ci_level} > {log} 2>&1"
 
 
 rule summary:
     input:
         fidelity=f"{RUN}/tables/fidelity.csv",
+        ifl=f"{RUN}/tables/ifl.csv",
     output:
         f"{RUN}/summary.json",
+    params:
+        **params_of(),
     log:
         f"{LOGS}/summary.log",
     conda:
         "../../environment.yml"
     shell:
-        "{IFL} summary --fidelity {input.fidelity} --out {output} > {log} 2>&1"
+        "$IFL_PYTHON -m ifl.cli --config {params.cfg} summary --fidelity {input.fidelity} --ifl {input.ifl} --out {output} > {log} 2>&1"

@@ -3,8 +3,8 @@
 
 rule rulegraph:
     input:
-        "Snakefile",
-        CFG,
+        snakefile="Snakefile",
+        cfg=CFG,
     output:
         dot=f"{RUN}/dag/rulegraph.dot",
         png=f"{RUN}/dag/rulegraph.png",
@@ -13,8 +13,8 @@ rule rulegraph:
     conda:
         "../../environment.yml"
     shell:
-        "{sys.executable} -m snakemake --rulegraph --nolock --quiet all --configfile {CFG} > {output.dot} 2> {log}"
-        " && {IFL} rulegraph --dot {output.dot} --out {output.png} >> {log} 2>&1"
+        "$IFL_PYTHON -m snakemake --rulegraph --nolock --quiet all --configfile {input.cfg} > {output.dot} 2> {log}"
+        " && $IFL_PYTHON -m ifl.cli --config {input.cfg} rulegraph --dot {output.dot} --out {output.png} >> {log} 2>&1"
 
 
 rule book:
@@ -25,9 +25,13 @@ rule book:
         rulegraph=f"{RUN}/dag/rulegraph.png",
     output:
         BOOK_INDEX,
+    params:
+        **params_of(),
+        run=lambda w, input: os.path.dirname(input.summary),
     log:
         f"{LOGS}/book.log",
     conda:
         "../../environment.yml"
     shell:
-        "{IFL} book --src book --run-dir {RUN} --notebooks {input.notebooks} --out book/_build > {log} 2>&1"
+        "$IFL_PYTHON -m ifl.cli --config {params.cfg} book --src book --run-dir {params.run}"
+        " --notebooks {input.notebooks} --out book/_build > {log} 2>&1"

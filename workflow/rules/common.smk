@@ -1,5 +1,6 @@
 # Shared set-up: validate the config (one-line errors, before any job starts), resolve paths,
 # and name the pieces of the design grid.
+import os
 import sys
 from pathlib import Path
 
@@ -24,10 +25,17 @@ CFG = f"{RUN}/config.yaml"
 _text = yaml.safe_dump(config, sort_keys=True, allow_unicode=True)
 if not Path(CFG).exists() or Path(CFG).read_text(encoding="utf-8") != _text:
     Path(CFG).parent.mkdir(parents=True, exist_ok=True)
-    Path(CFG + ".tmp").write_text(_text, encoding="utf-8")
-    Path(CFG + ".tmp").replace(CFG)
-# Jobs run the package with the interpreter that runs Snakemake (the project's venv or conda env).
-IFL = f"{sys.executable} -m ifl.cli --config {CFG}"
+    _tmp = Path(f"{CFG}.tmp")
+    _tmp.write_text(_text, encoding="utf-8")
+    _tmp.replace(CFG)
+# Jobs run the package with the interpreter that runs Snakemake (the project's venv or conda
+# env); an environment variable rather than a param, so that moving the env reruns nothing.
+os.environ["IFL_PYTHON"] = sys.executable
+
+
+envvars:
+    "IFL_PYTHON",
+
 
 GRID = {vlm_name(e): e for e in config["grid"]}
 MODELS = list(GRID)
@@ -47,15 +55,14 @@ wildcard_constraints:
 
 
 def params_of(*keys):
-    """The config values a rule depends on, as params (a change reruns the rule)."""
-    out = {}
+    """The config values a rule depends on, as params (a change reruns the rule), and the
+    path of the resolved config that the job reads."""
+    out = {"cfg": CFG}
     for key in keys:
         node = config
         for part in key.split("."):
             node = node[part]
         out[key.replace(".", "_")] = node
     return out
-# Notebooks: executed in a temporary file and moved into place, so a failed run keeps the old one.
-PAPERMILL = f"{sys.executable} -m ifl.notebook --cwd {Path.cwd()}"
 NOTEBOOKS = [f"{RUN}/notebooks/01_fidelity.ipynb"]
 BOOK_SOURCES = sorted(str(p) for p in Path("book").glob("*") if p.is_file())

@@ -12,7 +12,7 @@ rule tasks:
     conda:
         "../../environment.yml"
     shell:
-        "{IFL} tasks --out {output.table} --image-dir {output.images} > {log} 2>&1"
+        "$IFL_PYTHON -m ifl.cli --config {params.cfg} tasks --out {output.table} --image-dir {output.images} > {log} 2>&1"
 
 
 rule corpus:
@@ -25,4 +25,4 @@ rule corpus:
     conda:
         "../../environment.yml"
     shell:
-        "{IFL} corpus --out {output} > {log} 2>&1"
+        "$IFL_PYTHON -m ifl.cli --config {params.cfg} corpus --out {output} > {log} 2>&1"

@@ -9,6 +9,7 @@ rule generate:
         f"{RUN}/generations/{{model}}/shard-{{shard}}.parquet",
     params:
         **params_of("seed", "generate"),
+        shards=SHARDS_N,
     log:
         f"{LOGS}/generate-{{model}}-{{shard}}.log",
     benchmark:
@@ -21,5 +22,5 @@ rule generate:
     conda:
         "../../environment.yml"
     shell:
-        "{IFL} generate --model {input.model} --tasks {input.tasks} --name {wildcards.model}"
-        " --shard {wildcards.shard} --shards {SHARDS_N} --out {output} > {log} 2>&1"
+        "$IFL_PYTHON -m ifl.cli --config {params.cfg} generate --model {input.model} --tasks {input.tasks} --name {wildcards.model}"
+        " --shard {wildcards.shard} --shards {params.shards} --out {output} > {log} 2>&1"

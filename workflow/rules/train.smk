@@ -14,7 +14,7 @@ rule tokenizer:
     conda:
         "../../environment.yml"
     shell:
-        "{IFL} tokenizer --corpus {input} --out {output} > {log} 2>&1"
+        "$IFL_PYTHON -m ifl.cli --config {params.cfg} tokenizer --corpus {input} --out {output} > {log} 2>&1"
 
 
 rule pretrain_llm:
@@ -38,7 +38,7 @@ rule pretrain_llm:
     conda:
         "../../environment.yml"
     shell:
-        "{IFL} pretrain-llm --name {wildcards.llm} --corpus {input.corpus} --tokenizer {input.tokenizer}"
+        "$IFL_PYTHON -m ifl.cli --config {params.cfg} pretrain-llm --name {wildcards.llm} --corpus {input.corpus} --tokenizer {input.tokenizer}"
         " --out {output} > {log} 2>&1"
 
 
@@ -63,7 +63,7 @@ rule pretrain_vision:
     conda:
         "../../environment.yml"
     shell:
-        "{IFL} pretrain-vision --name {wildcards.vision} --corpus {input.corpus}"
+        "$IFL_PYTHON -m ifl.cli --config {params.cfg} pretrain-vision --name {wildcards.vision} --corpus {input.corpus}"
         " --tokenizer {input.tokenizer} --out {output} > {log} 2>&1"
 
 
@@ -88,7 +88,7 @@ rule stage1:
     conda:
         "../../environment.yml"
     shell:
-        "{IFL} stage1 --llm {input.llm} --vision {input.vision} --corpus {input.corpus}"
+        "$IFL_PYTHON -m ifl.cli --config {params.cfg} stage1 --llm {input.llm} --vision {input.vision} --corpus {input.corpus}"
         " --out {output} > {log} 2>&1"
 
 
@@ -113,5 +113,5 @@ rule stage2:
     conda:
         "../../environment.yml"
     shell:
-        "{IFL} stage2 --stage1 {input.stage1} --instructions {input.instructions}"
+        "$IFL_PYTHON -m ifl.cli --config {params.cfg} stage2 --stage1 {input.stage1} --instructions {input.instructions}"
         " --corpus {input.corpus} --out {output} > {log} 2>&1"

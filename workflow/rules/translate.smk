@@ -13,7 +13,7 @@ rule translate:
     conda:
         "../../environment.yml"
     shell:
-        "{IFL} translate --corpus {input} --lang {wildcards.lang} --out {output} > {log} 2>&1"
+        "$IFL_PYTHON -m ifl.cli --config {params.cfg} translate --corpus {input} --lang {wildcards.lang} --out {output} > {log} 2>&1"
 
 
 rule instruct_en:

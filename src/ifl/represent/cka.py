@@ -103,24 +103,32 @@ def gram_rbf(X: Array, threshold: float = 1.0) -> np.ndarray:
     if not np.isfinite(threshold) or threshold <= 0:
         raise ValueError(f"threshold must be a positive finite number, got {threshold}")
     X = _to_numpy64(_as_matrix(X, "X"))
-    dots = X @ X.T
-    sq_norms = np.diag(dots)
+    # In-place steps keep a single n x n buffer; np.dot(X, X.T) dispatches to BLAS syrk.
+    sq_dist = np.dot(X, X.T)
+    sq_norms = np.diag(sq_dist).copy()
+    sq_dist *= -2.0
+    sq_dist += sq_norms[:, None]
+    sq_dist += sq_norms[None, :]
     # Clipping removes tiny negative distances from rounding; it does not move the median.
-    sq_dist = np.maximum(sq_norms[:, None] + sq_norms[None, :] - 2.0 * dots, 0.0)
+    np.maximum(sq_dist, 0.0, out=sq_dist)
     median = np.median(sq_dist)
     if median <= 0:
         raise ValueError(
             f"median squared distance is {median}: over half of the row pairs of X (shape "
             f"{X.shape}) coincide, so the RBF bandwidth is undefined"
         )
-    return np.exp(-sq_dist / (2.0 * threshold**2 * median))
+    sq_dist *= -1.0 / (2.0 * threshold**2 * median)
+    return np.exp(sq_dist, out=sq_dist)
 
 
 def center_gram(K: Array) -> np.ndarray:
     """Double-centre a symmetric Gram matrix: ``H K H`` with ``H = I - 11^T / n``."""
     K = _check_square(K, "K")
     row_means = K.mean(axis=0)
-    return K - row_means[:, None] - row_means[None, :] + row_means.mean()
+    Kc = K - row_means[:, None]
+    Kc -= row_means[None, :]
+    Kc += row_means.mean()
+    return Kc
 
 
 def hsic_biased(K: Array, L: Array) -> float:
@@ -141,7 +149,8 @@ def _normalised_centred(K: np.ndarray, name: str) -> np.ndarray:
     norm = np.linalg.norm(Kc)
     if norm == 0:
         raise ValueError(f"{name} is constant after centring (shape {Kc.shape}); CKA is undefined")
-    return Kc / norm
+    Kc /= norm
+    return Kc
 
 
 def cka_from_grams(K: Array, L: Array) -> float:
@@ -299,9 +308,10 @@ def rbf_cka(
     """
     X, Y = _as_pair(X, Y)
     idx = _subsample_rows(X.shape[0], max_rows, seed)
-    K = gram_rbf(_rows_numpy(X, idx), threshold)
-    L = gram_rbf(_rows_numpy(Y, idx), threshold)
-    return cka_from_grams(K, L)
+    # Normalise each Gram matrix before building the next, so at most three n x n arrays live.
+    K = _normalised_centred(gram_rbf(_rows_numpy(X, idx), threshold), "RBF Gram of X")
+    L = _normalised_centred(gram_rbf(_rows_numpy(Y, idx), threshold), "RBF Gram of Y")
+    return float(np.vdot(K, L))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 __all__ = ["DSLResult", "design_matrix", "dsl", "gold_only", "naive_proxy"]
 
@@ -312,7 +312,7 @@ def _learner(learner: str | Learner, seed: int) -> Learner:
     if callable(learner):
         return learner
     if learner == "logistic":
-        return lambda a, b, c: _fit_logistic(a, b, c, seed)
+        return _fit_logistic
     if learner == "linear":
         return _fit_linear
     if learner == "forest":
@@ -322,18 +322,43 @@ def _learner(learner: str | Learner, seed: int) -> Learner:
     )
 
 
-def _fit_logistic(X: np.ndarray, y: np.ndarray, X_new: np.ndarray, seed: int) -> np.ndarray:
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+def _fit_logistic(X: np.ndarray, y: np.ndarray, X_new: np.ndarray) -> np.ndarray:
+    """L2-penalised logistic regression on standardised features, fitted by Newton's method.
 
+    Same objective as sklearn's ``StandardScaler`` + ``LogisticRegression(C=1)`` (unpenalised
+    intercept); solved directly because lbfgs takes ~40 ms per fit, which dominates
+    simulations with thousands of fits.
+    """
     if not np.isin(y, (0.0, 1.0)).all():
         raise ValueError("learner 'logistic' needs a 0/1 gold outcome; use 'linear' or 'forest'")
     if y.min() == y.max():  # one class only: the best calibrated guess is that constant
         return np.full(len(X_new), y[0])
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
-    model.fit(X, y)
-    return model.predict_proba(X_new)[:, 1]
+    center, scale = X.mean(axis=0), X.std(axis=0)
+    scale[scale == 0] = 1.0
+    Z = np.column_stack([np.ones(len(X)), (X - center) / scale])
+    ridge = np.eye(Z.shape[1])
+    ridge[0, 0] = 0.0
+
+    def loss(w: np.ndarray) -> float:
+        eta = Z @ w
+        return float(np.sum(np.logaddexp(0.0, eta) - y * eta) + 0.5 * w @ ridge @ w)
+
+    w = np.zeros(Z.shape[1])
+    current = loss(w)
+    for _ in range(100):
+        prob = special.expit(Z @ w)
+        grad = Z.T @ (prob - y) + ridge @ w
+        hess = (Z * (prob * (1.0 - prob))[:, None]).T @ Z + ridge
+        step = np.linalg.solve(hess, grad)
+        t = 1.0
+        while loss(w - t * step) > current + 1e-12 and t > 1e-8:  # backtracking keeps descent
+            t /= 2
+        w = w - t * step
+        new = loss(w)
+        if current - new < 1e-12 * (1.0 + abs(new)):
+            break
+        current = new
+    return special.expit(((X_new - center) / scale) @ w[1:] + w[0])
 
 
 def _fit_linear(X: np.ndarray, y: np.ndarray, X_new: np.ndarray) -> np.ndarray:
@@ -442,7 +467,8 @@ def dsl(
         cluster: column of cluster ids (cluster-wise folds, CR0 variance).
         n_folds: K of the K-fold cross-fitting.
         n_splits: number of sample splits (random fold draws), combined by the median.
-        learner: "logistic" (0/1 outcomes), "linear", "forest", or
+        learner: "logistic" (0/1 outcomes; sklearn's default L2 logistic regression on
+            standardised features), "linear" (OLS), "forest" (random forest), or
             ``fit_predict(X_train, y_train, X_test) -> yhat``.
         seed: seed of the fold draws and of the learners.
         x_features: also feed the regressors (X without intercept) to the outcome model, as
