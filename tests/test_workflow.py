@@ -23,7 +23,7 @@ def _run(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.Completed
 
 
 def _copy_project(dst: Path) -> Path:
-    for name in ("Snakefile", "config.yaml", "workflow", "notebooks", "book", "slurm", "tests/configs"):
+    for name in ("Snakefile", "config.yaml", "environment.yml", "workflow", "notebooks", "book", "slurm", "tests/configs"):
         src = REPO_ROOT / name
         target = dst / name
         if src.is_dir():

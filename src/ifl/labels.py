@@ -36,8 +36,10 @@ def gold_sample(measured: pd.DataFrame, tasks: pd.DataFrame, *, size: int, seed:
     df = with_row_ids(measured).merge(tasks[TASK_COLUMNS], on="task_id", how="left", validate="many_to_one")
     if size > len(df):
         raise ValueError(f"gold.size {size} exceeds the {len(df)} replies")
-    sample = sample_gold(df.drop(columns=["pi"], errors="ignore"), size, seed=seed, multipliers=multipliers)
-    return sample.assign(id=sample["row_id"].to_numpy())
+    # sample_gold keeps the index as `row_id`: index by our stable ids.
+    sample = sample_gold(df.set_index("row_id").drop(columns=["pi"], errors="ignore"), size, seed=seed,
+                         multipliers=multipliers)
+    return sample.assign(id=sample["row_id"].to_numpy()).reset_index(drop=True)
 
 
 def oracle_annotator(tasks: pd.DataFrame) -> Annotator:

@@ -39,23 +39,22 @@ rule prevalence:
         " --out-dir {params.out_dir} > {log} 2>&1"
 
 
-rule notebook_fidelity:
+rule notebook:
+    # Every notebook reads its tables by path parameters; a changed parameter reruns only it.
     input:
-        notebook="notebooks/01_fidelity.ipynb",
-        fidelity=f"{RUN}/tables/fidelity.csv",
+        notebook="notebooks/{notebook}.ipynb",
+        tables=lambda w: NOTEBOOK_TABLES[w.notebook].values(),
     output:
-        f"{RUN}/notebooks/01_fidelity.ipynb",
+        f"{RUN}/notebooks/{{notebook}}.ipynb",
     params:
-        **params_of("notebooks.fidelity"),
-        palette=config["notebooks"]["fidelity"]["palette"],
-        ci_level=config["notebooks"]["fidelity"]["ci_level"],
+        **params_of(),
+        args=lambda w: notebook_args(w.notebook),
     log:
-        f"{LOGS}/notebook_fidelity.log",
+        f"{LOGS}/notebook-{{notebook}}.log",
     conda:
         "../../environment.yml"
     shell:
-        "$IFL_PYTHON -m ifl.notebook {input.notebook} {output} -p fidelity_csv {input.fidelity}"
-        " -p palette {params.palette} -p ci_level {params.ci_level} > {log} 2>&1"
+        "$IFL_PYTHON -m ifl.notebook {input.notebook} {output} {params.args} > {log} 2>&1"
 
 
 rule summary:

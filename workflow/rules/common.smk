@@ -1,6 +1,7 @@
 # Shared set-up: validate the config (one-line errors, before any job starts), resolve paths,
 # and name the pieces of the design grid.
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -46,14 +47,6 @@ SHARDS = list(range(SHARDS_N))
 RES = config["resources"]
 
 
-wildcard_constraints:
-    llm="|".join(config["backbones"]),
-    vision="|".join(config["vision_encoders"]),
-    lang="[a-z]{2}",
-    model="|".join(MODELS),
-    shard=r"\d+",
-
-
 def params_of(*keys):
     """The config values a rule depends on, as params (a change reruns the rule), and the
     path of the resolved config that the job reads."""
@@ -64,5 +57,38 @@ def params_of(*keys):
             node = node[part]
         out[key.replace(".", "_")] = node
     return out
-NOTEBOOKS = [f"{RUN}/notebooks/01_fidelity.ipynb"]
+PAPER = "book/data/paper"  # the papers' tables, copied into the project
+# Notebooks: the tables each one reads (path parameters) and its parameters from the config.
+NOTEBOOK_TABLES = {
+    "01_fidelity": {"fidelity_csv": f"{RUN}/tables/fidelity.csv"},
+    "02_prevalence": {
+        "ifl_csv": f"{RUN}/tables/ifl.csv",
+        "by_condition_csv": f"{RUN}/tables/fidelity_by_condition.csv",
+        "by_language_csv": f"{RUN}/tables/ifl_by_language.csv",
+        "paper_dir": PAPER,
+    },
+    "03_design_effects": {"design_csv": f"{RUN}/tables/design_effects.csv", "paper_dir": PAPER},
+}
+NOTEBOOK_PARAMS = {
+    "01_fidelity": config["notebooks"]["fidelity"],
+    "02_prevalence": config["notebooks"]["prevalence"],
+}
+NOTEBOOKS = [f"{RUN}/notebooks/{name}.ipynb" for name in NOTEBOOK_TABLES]
+
+
+def notebook_args(name):
+    """papermill-style ``-p name value`` arguments of one notebook."""
+    values = {**NOTEBOOK_TABLES[name], **NOTEBOOK_PARAMS.get(name, {})}
+    return " ".join(f"-p {k} {shlex.quote(str(v))}" for k, v in values.items())
+
+
 BOOK_SOURCES = sorted(str(p) for p in Path("book").glob("*") if p.is_file())
+
+
+wildcard_constraints:
+    llm="|".join(config["backbones"]),
+    vision="|".join(config["vision_encoders"]),
+    lang="[a-z]{2}",
+    model="|".join(MODELS),
+    shard=r"\d+",
+    notebook="|".join(NOTEBOOK_TABLES),

@@ -97,7 +97,7 @@ def pretrain_vision(
         )
         clip = CLIPModel(CLIPConfig(text_config=text_cfg.to_dict(), vision_config=vision.config.to_dict(),
                                     projection_dim=arch["hidden"]))
-        clip.vision_model.load_state_dict(vision.vision_model.state_dict())
+        clip.vision_model = vision  # train our ViT in place inside the CLIP pair
         clip.to(device).train()
         tokens = tok([c + tok.eos_token for c in captions], add_special_tokens=False,
                      padding=True, padding_side="right", return_tensors="pt")
@@ -130,8 +130,6 @@ def pretrain_vision(
     else:
         raise ValueError(f"unknown vision objective {objective!r}; allowed: contrastive, self_supervised")
     curve = fit(params, loss_fn, steps=schedule["steps"], lr=schedule["lr"], seed=seed, desc=f"pretrain-vision-{objective}")
-    if objective == "contrastive":
-        vision.vision_model.load_state_dict(clip.vision_model.state_dict())
     with atomic_dir(out_dir) as tmp:
         vision.save_pretrained(tmp)
         image_processor(image_size).save_pretrained(tmp)

@@ -109,13 +109,27 @@ class Renderer:
             return self.lang.word(ph.name, tag)
         raise ValueError(f"{self.lang.code}: no value for {{{ph.name}}} in template {template!r}")
 
-    def phrase(self, template: str, **kwargs: object) -> str:
+    def phrase(
+        self,
+        template: str,
+        *,
+        slots: Mapping[str, str | None] | None = None,
+        phrases: Mapping[str, str] | None = None,
+        g: str | None = None,
+    ) -> str:
         """A filled and tidied template (answers, list items)."""
-        return self.lang.tidy(self.fill(template, **kwargs))  # type: ignore[arg-type]
+        return self.lang.tidy(self.fill(template, slots=slots, phrases=phrases, g=g))
 
-    def sentence(self, template: str, **kwargs: object) -> str:
+    def sentence(
+        self,
+        template: str,
+        *,
+        slots: Mapping[str, str | None] | None = None,
+        phrases: Mapping[str, str] | None = None,
+        g: str | None = None,
+    ) -> str:
         """A filled, tidied template with a capitalised start in cased scripts."""
-        text = self.phrase(template, **kwargs)
+        text = self.phrase(template, slots=slots, phrases=phrases, g=g)
         if self.lang.cased:
             for i, ch in enumerate(text):
                 if ch.isalpha():

@@ -154,9 +154,7 @@ def make_item(scene: Scene, family: str, kind: str, rng: np.random.Generator) ->
     return Item(scene, family, kind, slots)
 
 
-def sample_item(
-    rng: np.random.Generator, family: str, kind: str, *, max_tries: int = 1000
-) -> Item:
+def sample_item(rng: np.random.Generator, family: str, kind: str, *, max_tries: int = 1000) -> Item:
     """Draw scenes from ``rng`` until one supports ``kind``, and return an item about it."""
     from ifl.world.scenes import sample_scene
 
@@ -244,9 +242,11 @@ def _describe(r: Renderer, scene: Scene) -> str:
         np_ = r.np("indef", shape=shape, colour=_c(o, "colour"), size=_c(o, "size"))
         parts.append(
             r.sentence(
-                lang.object_sentence, slots={"pos": _pos(o)}, phrases={"np": np_},
+                lang.object_sentence,
+                slots={"pos": _pos(o)},
+                phrases={"np": np_},
                 g=lang.gender(shape),
-            )  # fmt: skip
+            )
         )
     return lang.sentence_sep.join(parts)
 
@@ -259,9 +259,10 @@ def _caption(r: Renderer, scene: Scene) -> str:
     return r.join_list(nps)
 
 
-def _realise(r: Renderer, item: Item) -> tuple[str, str]:
+def realise_with(r: Renderer, item: Item) -> tuple[str, str]:
+    """(question, answer) of ``item`` rendered by ``r`` (whose log records the content words)."""
     lang, kind, objs = r.lang, item.kind, item.scene.objects
-    q, a = lang.questions[kind], lang.answers.get(kind)
+    q, a = lang.questions[kind], lang.answers.get(kind, "")
     obj_g = lang.gender("noun.object")
     if kind in ("colour", "shape"):
         o, ref = objs[item.slot("target")], item.slot("ref")
@@ -292,9 +293,7 @@ def _realise(r: Renderer, item: Item) -> tuple[str, str]:
         colours = [r.phrase(a, slots={"colour": _c(o, "colour")}, g=obj_g) for o in objs]
         return r.sentence(q), lang.answer_sep.join(colours)
     if kind == "compare":
-        ones = {
-            k: r.np("one", colour=_c(objs[item.slot(k)], "colour")) for k in ("a", "b")
-        }  # fmt: skip
+        ones = {k: r.np("one", colour=_c(objs[item.slot(k)], "colour")) for k in ("a", "b")}
         question = r.sentence(q, phrases={"one_a": ones["a"], "one_b": ones["b"]}, g=obj_g)
         answer = r.np("one", colour=_c(_larger(item), "colour"))
         return question, r.phrase(a, phrases={"one": answer}, g=obj_g)
@@ -311,7 +310,7 @@ def realise(
     item: Item, lang: str, *, error_rate: float = 0.0, rng: np.random.Generator | None = None
 ) -> tuple[str, str]:
     """(question, answer) of ``item`` in ``lang``; ``error_rate`` > 0 adds translation noise."""
-    return _realise(Renderer(lang, error_rate=error_rate, rng=rng), item)
+    return realise_with(Renderer(lang, error_rate=error_rate, rng=rng), item)
 
 
 def describe(
