@@ -15,6 +15,8 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/measure.smk"
 include: "workflow/rules/analyse.smk"
+include: "workflow/rules/inside.smk"
+include: "workflow/rules/remedies.smk"
 include: "workflow/rules/book.smk"
 
 

@@ -31,11 +31,23 @@ def test_default_and_smoke_configs_are_valid(default):
         (lambda c: c["generate"].update(batchsize=3), "unknown key 'batchsize' in generate"),
         (lambda c: c.update(seed="zero"), "seed: 'zero' should be of type integer"),
         (lambda c: c["languages"].append("xx"), "'xx' is not allowed; allowed values: zh, hi, en"),
-        (lambda c: c["grid"][2].update(llm="vicnua"), "grid[2].llm: 'vicnua' is not a backbone; allowed values: leo, vicuna, yi"),
-        (lambda c: c["grid"][0].update(vision="siglip"), "grid[0].vision: 'siglip' is not a vision encoder"),
-        (lambda c: c["grid"][0].update(data="xx"), "grid[0].data: 'xx' is not allowed; allowed values: en, zh, de"),
+        (
+            lambda c: c["grid"][2].update(llm="vicnua"),
+            "grid[2].llm: 'vicnua' is not a backbone; allowed values: leo, vicuna, yi",
+        ),
+        (
+            lambda c: c["grid"][0].update(vision="siglip"),
+            "grid[0].vision: 'siglip' is not a vision encoder",
+        ),
+        (
+            lambda c: c["grid"][0].update(data="xx"),
+            "grid[0].data: 'xx' is not allowed; allowed values: en, zh, de",
+        ),
         (lambda c: c["lid"].update(kind="cld3"), "lid.kind: 'cld3' is not allowed"),
-        (lambda c: c["backbones"]["yi"]["mix"].update(xx=1), "backbones.yi.mix: 'xx' is not allowed"),
+        (
+            lambda c: c["backbones"]["yi"]["mix"].update(xx=1),
+            "backbones.yi.mix: 'xx' is not allowed",
+        ),
     ],
 )
 def test_bad_values_give_one_line_errors(default, edit, expected):

@@ -22,8 +22,16 @@ def _measured(rng, n=400):
     rows = []
     for t in range(n):
         for cond, p in (("image", 0.6), ("text", 0.9)):
-            rows.append({"model": "m", "benchmark": "b", "language": "de", "task_id": f"t{t}",
-                         "condition": cond, "fidelity_proxy": int(rng.random() < p)})
+            rows.append(
+                {
+                    "model": "m",
+                    "benchmark": "b",
+                    "language": "de",
+                    "task_id": f"t{t}",
+                    "condition": cond,
+                    "fidelity_proxy": int(rng.random() < p),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -43,4 +51,6 @@ def test_fidelity_and_ifl_tables():
 
 def test_missing_column_is_named():
     with pytest.raises(ValueError, match="'fidelity_proxy'"):
-        fidelity_table(pd.DataFrame({c: [1] for c in ("model", "benchmark", "language", "condition")}))
+        fidelity_table(
+            pd.DataFrame({c: [1] for c in ("model", "benchmark", "language", "condition")})
+        )

@@ -16,7 +16,12 @@ GRID = {
     "vicuna-clip-zh": {"llm": "vicuna", "vision": "clip", "data": "zh"},
 }
 # True image effects: reference -0.30; Yi +0.15, DINO -0.10, Chinese data +0.20.
-EFFECT = {"vicuna-clip-en": -0.30, "yi-clip-en": -0.15, "vicuna-dino-en": -0.40, "vicuna-clip-zh": -0.10}
+EFFECT = {
+    "vicuna-clip-en": -0.30,
+    "yi-clip-en": -0.15,
+    "vicuna-dino-en": -0.40,
+    "vicuna-clip-zh": -0.10,
+}
 
 
 def _simulate(seed: int, n_tasks: int = 600, size: int = 1500) -> pd.DataFrame:
@@ -27,8 +32,16 @@ def _simulate(seed: int, n_tasks: int = 600, size: int = 1500) -> pd.DataFrame:
             bench = "A" if t % 2 else "B"
             for cond in ("image", "text"):
                 p = 0.9 + (effect if cond == "image" else 0.0)
-                rows.append({"model": model, "task_id": f"t{t}", "benchmark": bench, "language": "zh",
-                             "condition": cond, "truth": float(rng.random() < p)})
+                rows.append(
+                    {
+                        "model": model,
+                        "task_id": f"t{t}",
+                        "benchmark": bench,
+                        "language": "zh",
+                        "condition": cond,
+                        "truth": float(rng.random() < p),
+                    }
+                )
     df = pd.DataFrame(rows)
     # A biased proxy: misses 30% of faithful image replies (short replies), 5% otherwise.
     miss = np.where(df["condition"] == "image", 0.3, 0.05)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -19,11 +21,22 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "IFL_PYTHON": sys.executable}
 
 
 def _run(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(SNAKEMAKE + args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        SNAKEMAKE + args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _copy_project(dst: Path) -> Path:
-    for name in ("Snakefile", "config.yaml", "environment.yml", "workflow", "notebooks", "book", "slurm", "tests/configs"):
+    for name in (
+        "Snakefile",
+        "config.yaml",
+        "environment.yml",
+        "workflow",
+        "notebooks",
+        "book",
+        "slurm",
+        "tests/configs",
+    ):
         src = REPO_ROOT / name
         target = dst / name
         if src.is_dir():
@@ -74,9 +87,52 @@ def test_smoke_run_builds_the_book_and_is_idempotent(tmp_path):
     again = _run(args + ["-n"], proj)
     assert "Nothing to be done" in again.stdout + again.stderr
     # A notebook parameter reruns only that notebook and the book.
-    cfg = (proj / "tests/configs/smoke.yaml").read_text() + "notebooks: {fidelity: {palette: deep}}\n"
+    cfg = (
+        proj / "tests/configs/smoke.yaml"
+    ).read_text() + "notebooks: {fidelity: {palette: deep}}\n"
     (proj / "tests/configs/smoke.yaml").write_text(cfg)
     dry = _run(args + ["-n", "--quiet", "rules"], proj)
     jobs = dry.stdout + dry.stderr
     assert "notebook_fidelity" in jobs and "book" in jobs
     assert "stage2" not in jobs and "generate" not in jobs
+
+
+TABLES = (
+    "measured.parquet",
+    "labelled.parquet",
+    "tables/ifl.csv",
+    "tables/design_effects.csv",
+    "tables/fidelity.csv",
+)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_identical_tables(tmp_path):
+    """SIGKILL of snakemake and all its jobs mid-run; the rerun completes and matches a clean run."""
+    clean = _copy_project(tmp_path / "clean")
+    args = ["--cores", "2", "--configfile", "tests/configs/smoke.yaml", "--rerun-incomplete"]
+    assert _run(args, clean).returncode == 0
+    killed = _copy_project(tmp_path / "killed")
+    proc = subprocess.Popen(
+        SNAKEMAKE + args,
+        cwd=killed,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 120
+    # Kill while training is under way (after the first checkpoints exist, before generation ends).
+    while time.time() < deadline and not any((killed / "results/smoke/models").glob("stage1/*")):
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "results/smoke/summary.json").exists()
+    res = _run(args, killed)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for name in TABLES:
+        a, b = clean / "results/smoke" / name, killed / "results/smoke" / name
+        if name.endswith(".parquet"):
+            pd.testing.assert_frame_equal(pd.read_parquet(a), pd.read_parquet(b))
+        else:
+            assert a.read_bytes() == b.read_bytes(), name

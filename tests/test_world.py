@@ -67,6 +67,7 @@ def test_sample_scene_is_deterministic_and_valid():
         lambda: Obj("circle", "red", "huge", 0),
         lambda: Obj("circle", "red", "small", 4),
         lambda: Scene(()),
+        lambda: Scene.from_dict({"objects": [{"shape": "circle"}]}),
         lambda: Scene((Obj("circle", "red", "small", 1), Obj("square", "red", "small", 1))),
     ],
 )
@@ -297,7 +298,13 @@ def test_word_languages_segments_unspaced_text_and_marks_shared_words():
     assert oracle_language("no", hint="es") == "es"
     assert oracle_language("no", hint="en") == "en"
     assert oracle_language("三", hint="ja") == "ja"
+    # Shared words count for the hint, and outweigh a shorter word of another language.
+    assert oracle_language("三角形 red", hint="ja") == "ja"
+    assert oracle_language("三角形 red") == "en"
     assert oracle_language("xyzzy 123") is None
+    # Precomposed and decomposed spellings are the same word (Unicode NFC).
+    precomposed = "\u0938\u095e\u0947\u0926"  # सफ़ेद with the single code point फ़
+    assert [f for f, _ in word_languages(precomposed)] == ["\u0938\u092b\u093c\u0947\u0926"]
     # A word must not be found inside a longer word of a spaced script.
     assert word_languages("bored") == []
 

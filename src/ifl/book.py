@@ -39,7 +39,12 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
         for row, value in figures.items():
             rows[row] = dict(_flatten(value)) if isinstance(value, Mapping) else {"value": value}
         cols = sorted({c for r in rows.values() for c in r})
-        lines = [f"### {chapter}", "", "| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        lines = [
+            f"### {chapter}",
+            "",
+            "| | " + " | ".join(cols) + " |",
+            "|---" * (len(cols) + 1) + "|",
+        ]
         for row, vals in rows.items():
             lines.append(f"| {row} | " + " | ".join(_fmt(vals.get(c, "")) for c in cols) + " |")
         parts.append("\n".join(lines))
@@ -62,13 +67,13 @@ def stage(src: Path, run_dir: Path, notebooks: Sequence[Path], out: Path) -> Non
     (out / "notebooks").mkdir(exist_ok=True)
     for nb in notebooks:
         shutil.copy2(nb, out / "notebooks" / Path(nb).name)
-    (out / "figures").mkdir(exist_ok=True)
-    shutil.copy2(run_dir / "dag" / "rulegraph.png", out / "figures" / "rulegraph.png")
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     index = (src / "index.md").read_text(encoding="utf-8")
     if SUMMARY_MARKER not in index:
         raise ValueError(f"{src / 'index.md'} lacks the marker {SUMMARY_MARKER!r}")
-    (out / "index.md").write_text(index.replace(SUMMARY_MARKER, summary_markdown(summary)), encoding="utf-8")
+    (out / "index.md").write_text(
+        index.replace(SUMMARY_MARKER, summary_markdown(summary)), encoding="utf-8"
+    )
 
 
 def build(src: Path, run_dir: Path, notebooks: Sequence[Path], out: Path) -> Path:
@@ -78,8 +83,15 @@ def build(src: Path, run_dir: Path, notebooks: Sequence[Path], out: Path) -> Pat
     work = run_dir / "book-build"
     shutil.rmtree(work, ignore_errors=True)
     subprocess.run(
-        [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
-         "build", str(staged), "--path-output", str(work)],
+        [
+            sys.executable,
+            "-c",
+            "from jupyter_book.cli.main import main; main()",
+            "build",
+            str(staged),
+            "--path-output",
+            str(work),
+        ],
         check=True,
     )
     with atomic_dir(out / "html") as tmp:

@@ -41,7 +41,9 @@ def _device(cfg: dict):
 def _scenes(corpus: Path) -> list:
     from ifl.world.scenes import Scene
 
-    return [Scene.from_dict(d) for d in json.loads((corpus / "scenes.json").read_text(encoding="utf-8"))]
+    return [
+        Scene.from_dict(d) for d in json.loads((corpus / "scenes.json").read_text(encoding="utf-8"))
+    ]
 
 
 def _pixels(corpus: Path, cfg: dict):
@@ -56,29 +58,46 @@ def _tasks(a, cfg):
     from ifl.world.tasks import build_tasks
 
     org = cfg["organism"]
-    tasks = build_tasks(org["items_per_benchmark"], cfg["languages"], seed=cfg["seed"],
-                        image_dir=Path(a.image_dir), image_size=org["image_size"])
+    tasks = build_tasks(
+        org["items_per_benchmark"],
+        cfg["languages"],
+        seed=cfg["seed"],
+        image_dir=Path(a.image_dir),
+        image_size=org["image_size"],
+    )
     write_parquet(tasks, a.out)
 
 
 @command("corpus", ("--out", {"required": True}))
 def _corpus(a, cfg):
-    from ifl.data.organism import captions, render_scenes, sample_scenes, visual_instructions, visual_items
+    from ifl.data.organism import (
+        captions,
+        render_scenes,
+        sample_scenes,
+        visual_instructions,
+        visual_items,
+    )
     from ifl.io import atomic_dir
     from ifl.world.items import item_to_json
 
     org = cfg["organism"]
     scenes = sample_scenes(org["train_scenes"], cfg["seed"] + 1)
     s2 = org["stage2"]
-    items = visual_items(scenes, max(s2["batch_size"], s2["steps"] * s2["batch_size"]), cfg["seed"] + 2)
+    items = visual_items(
+        scenes, max(s2["batch_size"], s2["steps"] * s2["batch_size"]), cfg["seed"] + 2
+    )
     with atomic_dir(a.out) as tmp:
-        (tmp / "scenes.json").write_text(json.dumps([s.to_dict() for s in scenes]), encoding="utf-8")
+        (tmp / "scenes.json").write_text(
+            json.dumps([s.to_dict() for s in scenes]), encoding="utf-8"
+        )
         np.save(tmp / "images.npy", render_scenes(scenes, org["image_size"]))
         captions(scenes).to_parquet(tmp / "captions.parquet", index=False)
-        pd.DataFrame({"scene": [s for s, _ in items], "item": [item_to_json(i) for _, i in items]}).to_parquet(
-            tmp / "visual_items.parquet", index=False)
+        pd.DataFrame(
+            {"scene": [s for s, _ in items], "item": [item_to_json(i) for _, i in items]}
+        ).to_parquet(tmp / "visual_items.parquet", index=False)
         visual_instructions(items, "en", error_rate=0.0, seed=cfg["seed"]).to_parquet(
-            tmp / "instruct-en.parquet", index=False)
+            tmp / "instruct-en.parquet", index=False
+        )
 
 
 @command("tokenizer", ("--corpus", {"required": True}), ("--out", {"required": True}))
@@ -98,78 +117,165 @@ def _tokenizer(a, cfg):
         tok.save_pretrained(tmp)
 
 
-@command("translate", ("--corpus", {"required": True}), ("--lang", {"required": True}), ("--out", {"required": True}))
+@command(
+    "translate",
+    ("--corpus", {"required": True}),
+    ("--lang", {"required": True}),
+    ("--out", {"required": True}),
+)
 def _translate(a, cfg):
     from ifl.data.organism import visual_instructions
     from ifl.io import write_parquet
     from ifl.world.items import item_from_json
 
     items = pd.read_parquet(Path(a.corpus) / "visual_items.parquet")
-    pairs = [(int(s), item_from_json(i)) for s, i in zip(items["scene"], items["item"], strict=True)]
-    df = visual_instructions(pairs, a.lang, error_rate=cfg["organism"]["translation_error_rate"], seed=cfg["seed"] + 4)
+    pairs = [
+        (int(s), item_from_json(i)) for s, i in zip(items["scene"], items["item"], strict=True)
+    ]
+    df = visual_instructions(
+        pairs, a.lang, error_rate=cfg["organism"]["translation_error_rate"], seed=cfg["seed"] + 4
+    )
     write_parquet(df, a.out)
 
 
-@command("pretrain-llm", ("--name", {"required": True}), ("--corpus", {"required": True}),
-         ("--tokenizer", {"required": True}), ("--out", {"required": True}))
+@command(
+    "pretrain-llm",
+    ("--name", {"required": True}),
+    ("--corpus", {"required": True}),
+    ("--tokenizer", {"required": True}),
+    ("--out", {"required": True}),
+)
 def _pretrain_llm(a, cfg):
     from ifl.train.organism import pretrain_llm
 
     org = cfg["organism"]
-    pretrain_llm(Path(a.tokenizer), _scenes(Path(a.corpus)), cfg["backbones"][a.name]["mix"], org["llm"],
-                 org["pretrain_llm"], Path(a.out), seed=cfg["seed"] + 10, device=_device(cfg))
+    pretrain_llm(
+        Path(a.tokenizer),
+        _scenes(Path(a.corpus)),
+        cfg["backbones"][a.name]["mix"],
+        org["llm"],
+        org["pretrain_llm"],
+        Path(a.out),
+        seed=cfg["seed"] + 10,
+        device=_device(cfg),
+    )
 
 
-@command("pretrain-vision", ("--name", {"required": True}), ("--corpus", {"required": True}),
-         ("--tokenizer", {"required": True}), ("--out", {"required": True}))
+@command(
+    "pretrain-vision",
+    ("--name", {"required": True}),
+    ("--corpus", {"required": True}),
+    ("--tokenizer", {"required": True}),
+    ("--out", {"required": True}),
+)
 def _pretrain_vision(a, cfg):
     from ifl.train.organism import pretrain_vision
 
     org, corpus = cfg["organism"], Path(a.corpus)
     device = _device(cfg)
-    caps = [t.removesuffix("</s>").strip() for t in pd.read_parquet(corpus / "captions.parquet")["target"]]
-    pretrain_vision(_pixels(corpus, cfg), caps, cfg["vision_encoders"][a.name]["objective"], Path(a.tokenizer),
-                    org["vision"], org["image_size"], org["patch_size"], org["pretrain_vision"], Path(a.out),
-                    seed=cfg["seed"] + 20, device=device)
+    caps = [
+        t.removesuffix("</s>").strip()
+        for t in pd.read_parquet(corpus / "captions.parquet")["target"]
+    ]
+    pretrain_vision(
+        _pixels(corpus, cfg),
+        caps,
+        cfg["vision_encoders"][a.name]["objective"],
+        Path(a.tokenizer),
+        org["vision"],
+        org["image_size"],
+        org["patch_size"],
+        org["pretrain_vision"],
+        Path(a.out),
+        seed=cfg["seed"] + 20,
+        device=device,
+    )
 
 
-@command("stage1", ("--llm", {"required": True}), ("--vision", {"required": True}),
-         ("--corpus", {"required": True}), ("--out", {"required": True}))
+@command(
+    "stage1",
+    ("--llm", {"required": True}),
+    ("--vision", {"required": True}),
+    ("--corpus", {"required": True}),
+    ("--out", {"required": True}),
+)
 def _stage1(a, cfg):
     from ifl.train.organism import stage1
 
     corpus = Path(a.corpus)
     device = _device(cfg)
-    stage1(Path(a.llm), Path(a.vision), _pixels(corpus, cfg), pd.read_parquet(corpus / "captions.parquet"),
-           cfg["organism"]["stage1"], Path(a.out), seed=cfg["seed"] + 30, device=device)
+    stage1(
+        Path(a.llm),
+        Path(a.vision),
+        _pixels(corpus, cfg),
+        pd.read_parquet(corpus / "captions.parquet"),
+        cfg["organism"]["stage1"],
+        Path(a.out),
+        seed=cfg["seed"] + 30,
+        device=device,
+    )
 
 
-@command("stage2", ("--stage1", {"required": True}), ("--instructions", {"required": True}),
-         ("--corpus", {"required": True}), ("--out", {"required": True}))
+@command(
+    "stage2",
+    ("--stage1", {"required": True}),
+    ("--instructions", {"required": True}),
+    ("--corpus", {"required": True}),
+    ("--out", {"required": True}),
+)
 def _stage2(a, cfg):
     from ifl.train.organism import stage2
 
     corpus, org = Path(a.corpus), cfg["organism"]
     device = _device(cfg)
-    stage2(Path(a.stage1), _pixels(corpus, cfg), pd.read_parquet(a.instructions), _scenes(corpus),
-           org["text_only_share"], org["stage2"], Path(a.out), seed=cfg["seed"] + 40, device=device)
+    stage2(
+        Path(a.stage1),
+        _pixels(corpus, cfg),
+        pd.read_parquet(a.instructions),
+        _scenes(corpus),
+        org["text_only_share"],
+        org["stage2"],
+        Path(a.out),
+        seed=cfg["seed"] + 40,
+        device=device,
+    )
 
 
-@command("generate", ("--model", {"required": True}), ("--tasks", {"required": True}),
-         ("--shard", {"type": int, "required": True}), ("--shards", {"type": int, "required": True}),
-         ("--name", {"required": True}), ("--out", {"required": True}))
+@command(
+    "generate",
+    ("--model", {"required": True}),
+    ("--tasks", {"required": True}),
+    ("--shard", {"type": int, "required": True}),
+    ("--shards", {"type": int, "required": True}),
+    ("--name", {"required": True}),
+    ("--out", {"required": True}),
+)
 def _generate(a, cfg):
     from ifl import generate
 
     g = cfg["generate"]
     model, processor = generate.load_vlm(a.model, _device(cfg))
     q = generate.shard(generate.queries(pd.read_parquet(a.tasks)), a.shard, a.shards)
-    generate.run(model, processor, q, a.out, batch_size=g["batch_size"], max_new_tokens=g["max_new_tokens"],
-                 do_sample=g["do_sample"], temperature=g["temperature"], seed=cfg["seed"], model_name=a.name)
+    generate.run(
+        model,
+        processor,
+        q,
+        a.out,
+        batch_size=g["batch_size"],
+        max_new_tokens=g["max_new_tokens"],
+        do_sample=g["do_sample"],
+        temperature=g["temperature"],
+        seed=cfg["seed"],
+        model_name=a.name,
+    )
 
 
-@command("measure", ("--generations", {"nargs": "+", "required": True}), ("--tasks", {"required": True}),
-         ("--out", {"required": True}))
+@command(
+    "measure",
+    ("--generations", {"nargs": "+", "required": True}),
+    ("--tasks", {"required": True}),
+    ("--out", {"required": True}),
+)
 def _measure(a, cfg):
     from ifl import lid
     from ifl.io import write_parquet
@@ -180,34 +286,58 @@ def _measure(a, cfg):
     write_parquet(measured, a.out)
 
 
-@command("judge", ("--measured", {"required": True}), ("--tasks", {"required": True}), ("--out", {"required": True}))
+@command(
+    "judge",
+    ("--measured", {"required": True}),
+    ("--tasks", {"required": True}),
+    ("--out", {"required": True}),
+)
 def _judge(a, cfg):
     from ifl.io import write_parquet
     from ifl.judge import make_judge
     from ifl.labels import TASK_COLUMNS, with_row_ids
 
-    df = with_row_ids(pd.read_parquet(a.measured)).merge(pd.read_parquet(a.tasks)[TASK_COLUMNS], on="task_id")
-    verdicts = make_judge(cfg["judge"])(df["question"].tolist(), df["reference"].tolist(), df["reply"].fillna("").tolist())
+    df = with_row_ids(pd.read_parquet(a.measured)).merge(
+        pd.read_parquet(a.tasks)[TASK_COLUMNS], on="task_id"
+    )
+    verdicts = make_judge(cfg["judge"])(
+        df["question"].tolist(), df["reference"].tolist(), df["reply"].fillna("").tolist()
+    )
     proxy = [np.nan if v is None else float(v) for v in verdicts]
     write_parquet(pd.DataFrame({"row_id": df["row_id"], "accuracy_proxy": proxy}), a.out)
 
 
-@command("gold-sample", ("--measured", {"required": True}), ("--tasks", {"required": True}),
-         ("--out", {"required": True}), ("--sheet", {"required": True}))
+@command(
+    "gold-sample",
+    ("--measured", {"required": True}),
+    ("--tasks", {"required": True}),
+    ("--out", {"required": True}),
+    ("--sheet", {"required": True}),
+)
 def _gold_sample(a, cfg):
     from ifl.annotate import export_sheet
     from ifl.io import write_parquet
     from ifl.labels import gold_sample
 
     g = cfg["gold"]
-    sample = gold_sample(pd.read_parquet(a.measured), pd.read_parquet(a.tasks), size=g["size"],
-                         seed=cfg["seed"] + 50, multipliers=g["multipliers"])
+    sample = gold_sample(
+        pd.read_parquet(a.measured),
+        pd.read_parquet(a.tasks),
+        size=g["size"],
+        seed=cfg["seed"] + 50,
+        multipliers=g["multipliers"],
+    )
     write_parquet(sample, a.out)
     export_sheet(sample, a.sheet)
 
 
-@command("gold-annotate", ("--sample", {"required": True}), ("--sheet", {"required": True}),
-         ("--tasks", {"required": True}), ("--out", {"required": True}))
+@command(
+    "gold-annotate",
+    ("--sample", {"required": True}),
+    ("--sheet", {"required": True}),
+    ("--tasks", {"required": True}),
+    ("--out", {"required": True}),
+)
 def _gold_annotate(a, cfg):
     from ifl.annotate import fill_sheet, import_sheet, to_sheet, write_sheet
     from ifl.labels import oracle_annotator
@@ -220,13 +350,20 @@ def _gold_annotate(a, cfg):
         if not done or not Path(done).is_file():
             raise ValueError(
                 f"annotate {a.sheet} (appendix B's three questions) and save the completed sheet at "
-                f"{done or '<gold.sheet in the config>'}, then run the DAG again")
+                f"{done or '<gold.sheet in the config>'}, then run the DAG again"
+            )
         sheet = import_sheet(done, expected_ids=sample["id"])
     write_sheet(sheet, a.out)
 
 
-@command("labelled", ("--measured", {"required": True}), ("--judged", {"required": True}),
-         ("--annotated", {"required": True}), ("--tasks", {"required": True}), ("--out", {"required": True}))
+@command(
+    "labelled",
+    ("--measured", {"required": True}),
+    ("--judged", {"required": True}),
+    ("--annotated", {"required": True}),
+    ("--tasks", {"required": True}),
+    ("--out", {"required": True}),
+)
 def _labelled(a, cfg):
     from ifl.annotate import import_sheet
     from ifl.io import write_parquet
@@ -256,17 +393,25 @@ def _prevalence(a, cfg):
     oracle = "fidelity_oracle" if "fidelity_oracle" in df.columns else None
     write_csv(ifl_by_cell(df, by=("model", "benchmark"), oracle=oracle, **kw), out / "ifl.csv")
     write_csv(ifl_by_cell(df, by=("language",), oracle=oracle, **kw), out / "ifl_by_language.csv")
-    write_csv(mean_by_cell(df, by=("model", "condition"), oracle=oracle, **kw), out / "fidelity_by_condition.csv")
+    write_csv(
+        mean_by_cell(df, by=("model", "condition"), oracle=oracle, **kw),
+        out / "fidelity_by_condition.csv",
+    )
     grid = {vlm_name(e): e for e in cfg["grid"]}
     rows = []
     for target in ("zh", "de"):
         if target not in set(df["language"]):
             continue
         fid = design_effects(df, grid, target, **kw).assign(outcome="ifl")
-        acc = design_effects(df, grid, target, outcome="accuracy_gold", surrogate="accuracy_proxy", **kw)
+        acc = design_effects(
+            df, grid, target, outcome="accuracy_gold", surrogate="accuracy_proxy", **kw
+        )
         rows += [fid, acc.assign(outcome="accuracy")]
     cols = ["language", "term", "estimate", "se", "ci_low", "ci_high", "p_value", "outcome"]
-    write_csv(pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols), out / "design_effects.csv")
+    write_csv(
+        pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=cols),
+        out / "design_effects.csv",
+    )
 
 
 @command("fidelity", ("--measured", {"required": True}), ("--out", {"required": True}))
@@ -277,13 +422,70 @@ def _fidelity(a, cfg):
     write_csv(fidelity_table(pd.read_parquet(a.measured), outcome="fidelity_proxy"), a.out)
 
 
-@command("summary", ("--fidelity", {"required": True}), ("--ifl", {"required": True}), ("--out", {"required": True}))
+@command(
+    "organism-report",
+    ("--tasks", {"required": True}),
+    ("--labelled", {"required": True}),
+    ("--llms", {"nargs": "+", "required": True}),
+    ("--checkpoints", {"nargs": "+", "required": True}),
+    ("--out-dir", {"required": True}),
+)
+def _organism_report(a, cfg):
+    from ifl import lid
+    from ifl.io import write_csv
+    from ifl.organism_report import lid_rates, llm_text_fidelity, loss_curves, vlm_accuracy
+
+    out, device = Path(a.out_dir), _device(cfg)
+    tasks = pd.read_parquet(a.tasks)
+    identifier = lid.LanguageIdentifier(
+        cfg["lid"]["model"] or lid.default_lid176_path(), kind=cfg["lid"]["kind"]
+    )
+    to_iso = {name: iso for iso, name in lid.ISO_TO_NAME.items()}
+    rates = lid_rates(
+        lambda texts: [to_iso.get(n) for n in identifier.languages(texts)],
+        cfg["languages"],
+        seed=cfg["seed"],
+    )
+    write_csv(rates, out / "organism_lid.csv")
+    fid = [
+        llm_text_fidelity(d, tasks, cfg["languages"], backbone=Path(d).name, device=device)
+        for d in a.llms
+    ]
+    write_csv(pd.concat(fid, ignore_index=True), out / "organism_llm_fidelity.csv")
+    write_csv(vlm_accuracy(pd.read_parquet(a.labelled)), out / "organism_accuracy.csv")
+    write_csv(loss_curves(a.checkpoints), out / "organism_loss.csv")
+
+
+@command(
+    "summary",
+    ("--fidelity", {"required": True}),
+    ("--ifl", {"required": True}),
+    ("--organism-dir", {"default": None}),
+    ("--bench-dir", {"default": None}),
+    ("--steering", {"default": None}),
+    ("--remedies", {"default": None}),
+    ("--out", {"required": True}),
+)
 def _summary(a, cfg):
     from ifl.io import write_json
-    from ifl.summary import fidelity_summary, prevalence_summary
+    from ifl.summary import fidelity_summary, organism_summary, prevalence_summary
 
-    write_json({"run_name": cfg["run_name"], "fidelity": fidelity_summary(pd.read_csv(a.fidelity)),
-                "prevalence": prevalence_summary(pd.read_csv(a.ifl))}, a.out)
+    summary = {
+        "run_name": cfg["run_name"],
+        "fidelity": fidelity_summary(pd.read_csv(a.fidelity)),
+        "prevalence": prevalence_summary(pd.read_csv(a.ifl)),
+    }
+    if a.organism_dir:
+        summary["organism"] = organism_summary(Path(a.organism_dir), cfg, a.bench_dir)
+    if a.steering:
+        from ifl.inside import steering_summary
+
+        summary["steering"] = steering_summary(pd.read_csv(a.steering))
+    if a.remedies:
+        from ifl.remedies import remedies_summary
+
+        summary["remedies"] = remedies_summary(pd.read_csv(a.remedies))
+    write_json(summary, a.out)
 
 
 @command("rulegraph", ("--dot", {"required": True}), ("--out", {"required": True}))
@@ -293,18 +495,36 @@ def _rulegraph(a, cfg):
     draw(parse_rulegraph(Path(a.dot).read_text(encoding="utf-8")), a.out)
 
 
-@command("book", ("--src", {"required": True}), ("--run-dir", {"required": True}),
-         ("--notebooks", {"nargs": "+", "required": True}), ("--out", {"required": True}))
+@command(
+    "book",
+    ("--src", {"required": True}),
+    ("--run-dir", {"required": True}),
+    ("--notebooks", {"nargs": "+", "required": True}),
+    ("--out", {"required": True}),
+)
 def _book(a, cfg):
     from ifl.book import build
 
     print(build(Path(a.src), Path(a.run_dir), [Path(n) for n in a.notebooks], Path(a.out)))
 
 
+def _load_extensions() -> None:
+    import importlib
+    import pkgutil
+
+    import ifl.commands
+
+    for mod in pkgutil.iter_modules(ifl.commands.__path__):
+        importlib.import_module(f"ifl.commands.{mod.name}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run one subcommand; returns the exit code."""
+    _load_extensions()
     parser = argparse.ArgumentParser(prog="ifl", description=__doc__)
-    parser.add_argument("--config", required=True, help="resolved config YAML (results/<run>/config.yaml)")
+    parser.add_argument(
+        "--config", required=True, help="resolved config YAML (results/<run>/config.yaml)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (_, args) in COMMANDS.items():
         p = sub.add_parser(name)
@@ -322,4 +542,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the importable module's main: extensions register with `ifl.cli`, not `__main__`.
+    from ifl.cli import main as _main
+
+    sys.exit(_main())

@@ -7,6 +7,8 @@ stopped, and the final table is identical to an uninterrupted run's.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
@@ -20,7 +22,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from ifl.io import write_parquet
-from ifl.models.prompts import prompt
+from ifl.models.prompts import IMAGE_TOKEN, prompt
 
 CONDITIONS = ("image", "text")
 CHECKPOINT_EVERY = 4  # batches per checkpoint file
@@ -29,7 +31,9 @@ CHECKPOINT_EVERY = 4  # batches per checkpoint file
 def load_vlm(path: str | Path, device: torch.device, *, trust_remote_code: bool = False):
     """Load a LLaVA-style checkpoint and its processor (bf16 on CUDA, fp32 on CPU)."""
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
+    model = AutoModelForImageTextToText.from_pretrained(
+        path, dtype=dtype, trust_remote_code=trust_remote_code
+    )
     processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
     processor.tokenizer.padding_side = "left"
     return model.to(device).eval(), processor
@@ -47,7 +51,11 @@ def queries(tasks: pd.DataFrame, conditions: tuple[str, ...] = CONDITIONS) -> pd
                     "benchmark": t.benchmark,
                     "language": t.language,
                     "condition": cond,
-                    "prompt": prompt(t.question, image=with_image, description=None if with_image else t.description),
+                    "prompt": prompt(
+                        t.question,
+                        image=with_image,
+                        description=None if with_image else t.description,
+                    ),
                     "image": t.image if with_image else None,
                 }
             )
@@ -55,35 +63,66 @@ def queries(tasks: pd.DataFrame, conditions: tuple[str, ...] = CONDITIONS) -> pd
 
 
 def shard(df: pd.DataFrame, index: int, n_shards: int) -> pd.DataFrame:
-    """Rows ``index::n_shards`` of ``df`` (a stable split that needs no coordination)."""
+    """The queries of every ``n_shards``-th task, from task ``index`` on.
+
+    A stable split that needs no coordination; both conditions of a task stay in one shard so
+    that shards cost about the same.
+    """
     if not 0 <= index < n_shards:
         raise ValueError(f"shard index {index} outside 0..{n_shards - 1}")
-    return df.iloc[index::n_shards].reset_index(drop=True)
+    order = pd.factorize(df["task_id"])[0]
+    return df[order % n_shards == index].reset_index(drop=True)
 
 
-def _batches(q: pd.DataFrame, batch_size: int, max_new: Mapping[str, int] | int) -> list[pd.DataFrame]:
+def _batches(
+    q: pd.DataFrame,
+    batch_size: int,
+    max_new: Mapping[str, int] | int,
+    lengths: list[int] | None = None,
+) -> list[pd.DataFrame]:
     # Same condition and token budget within a batch; similar lengths to waste little padding.
     q = q.assign(_budget=q["benchmark"].map(max_new) if isinstance(max_new, Mapping) else max_new)
     if q["_budget"].isna().any():
         missing = sorted(set(q.loc[q["_budget"].isna(), "benchmark"]))
         raise ValueError(f"generate.max_new_tokens has no entry for benchmark {missing[0]!r}")
-    q = q.assign(_len=q["prompt"].str.len()).sort_values(["condition", "_budget", "_len", "task_id"], kind="stable")
+    # Token counts when known: characters are a poor proxy across scripts (a CJK character is
+    # several byte-level tokens, an ASCII word often one).
+    q = q.assign(_len=q["prompt"].str.len() if lengths is None else lengths)
+    q = q.sort_values(["condition", "_budget", "_len", "task_id"], kind="stable")
     out = []
     for _, group in q.groupby(["condition", "_budget"], sort=True):
         out += [group.iloc[i : i + batch_size] for i in range(0, len(group), batch_size)]
     return out
 
 
+def _fingerprint(model, q: pd.DataFrame, settings: Mapping) -> str:
+    """What the checkpoints depend on: the queries, the settings and (a sample of) the weights."""
+    h = hashlib.sha256(json.dumps(dict(settings), sort_keys=True, default=str).encode())
+    cols = ["task_id", "condition", "prompt", "image"]
+    h.update(pd.util.hash_pandas_object(q[cols].astype(str), index=False).to_numpy().tobytes())
+    for p in model.parameters():  # a strided sample: cheap even for 7B, changes with any training
+        h.update(p.detach().flatten()[::4099][:256].float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
 @torch.inference_mode()
 def generate_batch(
-    model, processor, batch: pd.DataFrame, *, max_new_tokens: int, do_sample: bool = False,
-    temperature: float = 1.0, seed: int = 0,
+    model,
+    processor,
+    batch: pd.DataFrame,
+    *,
+    max_new_tokens: int,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    seed: int = 0,
 ) -> tuple[list[str], list[int]]:
     """Replies and their token counts for one batch of queries of a single condition."""
     images = None
     if batch["image"].notna().all():
         images = [np.asarray(Image.open(p).convert("RGB")) for p in batch["image"]]
-    inputs = processor(text=batch["prompt"].tolist(), images=images, return_tensors="pt", padding=True)
+    inputs = processor(
+        text=batch["prompt"].tolist(), images=images, return_tensors="pt", padding=True
+    )
     inputs = inputs.to(model.device)
     if "pixel_values" in inputs:
         inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
@@ -92,18 +131,33 @@ def generate_batch(
     if do_sample:
         torch.manual_seed(seed)
         kwargs["temperature"] = temperature
-    out = model.generate(**inputs, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                         eos_token_id=tok.eos_token_id, use_cache=True, **kwargs)
-    new = out[:, inputs["input_ids"].shape[1]:]
+    out = model.generate(
+        **inputs,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        use_cache=True,
+        **kwargs,
+    )
+    new = out[:, inputs["input_ids"].shape[1] :]
     n_tokens = [int(((row != tok.pad_token_id) & (row != tok.eos_token_id)).sum()) for row in new]
     replies = [r.strip() for r in tok.batch_decode(new, skip_special_tokens=True)]
     return replies, n_tokens
 
 
 def run(
-    model, processor, q: pd.DataFrame, out_path: str | Path, *, batch_size: int,
-    max_new_tokens: Mapping[str, int] | int, do_sample: bool = False, temperature: float = 1.0,
-    seed: int = 0, model_name: str = "", intervention: str = "none",
+    model,
+    processor,
+    q: pd.DataFrame,
+    out_path: str | Path,
+    *,
+    batch_size: int,
+    max_new_tokens: Mapping[str, int] | int,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    seed: int = 0,
+    model_name: str = "",
+    intervention: str = "none",
     context: Callable[[pd.DataFrame], AbstractContextManager] | None = None,
 ) -> pd.DataFrame:
     """Generate every query of ``q`` and write the table to ``out_path`` atomically.
@@ -113,8 +167,19 @@ def run(
     """
     out_path = Path(out_path)
     part = out_path.with_name(out_path.name + ".part")
+    settings = {
+        "batch_size": batch_size, "max_new_tokens": max_new_tokens, "do_sample": do_sample,
+        "temperature": temperature, "seed": seed, "intervention": intervention,
+        "checkpoint_every": CHECKPOINT_EVERY,
+    }
+    stamp, fingerprint = part / "fingerprint.txt", _fingerprint(model, q, settings)
+    if part.exists() and (not stamp.is_file() or stamp.read_text() != fingerprint):
+        shutil.rmtree(part)  # checkpoints of other queries, settings or weights: start over
     part.mkdir(parents=True, exist_ok=True)
-    batches = _batches(q, batch_size, max_new_tokens)
+    stamp.write_text(fingerprint)
+    texts = [p.replace(IMAGE_TOKEN, "") for p in q["prompt"]]  # same image tokens in a condition
+    lengths = [len(ids) for ids in processor.tokenizer(texts)["input_ids"]]
+    batches = _batches(q, batch_size, max_new_tokens, lengths)
     chunks = [batches[i : i + CHECKPOINT_EVERY] for i in range(0, len(batches), CHECKPOINT_EVERY)]
     bar = tqdm(total=len(q), desc=f"generate {out_path.stem}", unit="reply", mininterval=5)
     for c, chunk in enumerate(chunks):
@@ -124,10 +189,15 @@ def run(
             continue
         rows = []
         for b, batch in enumerate(chunk):
-            with (context(batch) if context else nullcontext()):
+            with context(batch) if context else nullcontext():
                 replies, n_tok = generate_batch(
-                    model, processor, batch, max_new_tokens=int(batch["_budget"].iloc[0]),
-                    do_sample=do_sample, temperature=temperature, seed=seed + 1000 * c + b,
+                    model,
+                    processor,
+                    batch,
+                    max_new_tokens=int(batch["_budget"].iloc[0]),
+                    do_sample=do_sample,
+                    temperature=temperature,
+                    seed=seed + 1000 * c + b,
                 )
             rows.append(batch.drop(columns=["_budget", "_len"]).assign(reply=replies, tokens=n_tok))
             bar.update(len(batch))
@@ -136,8 +206,11 @@ def run(
     parts = [pd.read_parquet(p) for p in sorted(part.glob("chunk-*.parquet"))]
     empty = q.iloc[:0].assign(reply=pd.Series(dtype=str), tokens=pd.Series(dtype=int))
     table = pd.concat(parts, ignore_index=True) if parts else empty
-    table = table.assign(intervention=intervention, seed=seed).sort_values(["task_id", "condition"], kind="stable")
+    table = table.assign(intervention=intervention, seed=seed).sort_values(
+        ["task_id", "condition"], kind="stable"
+    )
     table.insert(0, "model", model_name)
-    write_parquet(table.reset_index(drop=True), out_path)
+    table = table.reset_index(drop=True)
+    write_parquet(table, out_path)
     shutil.rmtree(part, ignore_errors=True)
     return table

@@ -65,4 +65,6 @@ def write_csv(df: pd.DataFrame, path: str | Path) -> None:
 def write_json(obj: Any, path: str | Path) -> None:
     """Write JSON atomically, keys sorted so that identical content gives identical bytes."""
     with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.write_text(
+            json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
+        )

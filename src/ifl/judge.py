@@ -30,8 +30,9 @@ _VERDICT = re.compile(r"\b(incorrect|correct)\b", re.IGNORECASE)
 class Judge(Protocol):
     """Maps (question, reference, completion) triples to verdicts (None when unparseable)."""
 
-    def __call__(self, questions: Sequence[str], references: Sequence[str],
-                 completions: Sequence[str]) -> list[bool | None]: ...
+    def __call__(
+        self, questions: Sequence[str], references: Sequence[str], completions: Sequence[str]
+    ) -> list[bool | None]: ...
 
 
 def judge_prompt(question: str, reference: str, completion: str) -> str:
@@ -57,13 +58,18 @@ class ReferenceJudge:
     """
 
     def __call__(self, questions, references, completions):
-        return [bool(_normalise(r)) and _normalise(r) in _normalise(c) for r, c in zip(references, completions, strict=True)]
+        return [
+            bool(_normalise(r)) and _normalise(r) in _normalise(c)
+            for r, c in zip(references, completions, strict=True)
+        ]
 
 
 class OpenAIJudge:
     """Any OpenAI-compatible ``/chat/completions`` endpoint (vLLM, TGI, OpenAI, ...)."""
 
-    def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0):
+    def __init__(
+        self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0
+    ):
         if not base_url:
             raise ValueError("judge.base_url is empty")
         self.url = base_url.rstrip("/") + "/chat/completions"
@@ -71,8 +77,13 @@ class OpenAIJudge:
         self.key = os.environ.get(api_key_env, "")
 
     def _ask(self, prompt: str) -> str:
-        body = json.dumps({"model": self.model, "temperature": 0,
-                           "messages": [{"role": "user", "content": prompt}]}).encode()
+        body = json.dumps(
+            {
+                "model": self.model,
+                "temperature": 0,
+                "messages": [{"role": "user", "content": prompt}],
+            }
+        ).encode()
         headers = {"Content-Type": "application/json"}
         if self.key:
             headers["Authorization"] = f"Bearer {self.key}"
@@ -85,18 +96,30 @@ class OpenAIJudge:
         return payload["choices"][0]["message"]["content"]
 
     def __call__(self, questions, references, completions):
-        return [parse_verdict(self._ask(judge_prompt(q, r, c)))
-                for q, r, c in zip(questions, references, completions, strict=True)]
+        return [
+            parse_verdict(self._ask(judge_prompt(q, r, c)))
+            for q, r, c in zip(questions, references, completions, strict=True)
+        ]
 
 
 class HFJudge:
     """A local Hugging Face instruct model, prompted through its chat template, greedy."""
 
-    def __init__(self, model: str, device: str = "cpu", max_new_tokens: int = 4, trust_remote_code: bool = False):
+    def __init__(
+        self,
+        model: str,
+        device: str = "cpu",
+        max_new_tokens: int = 4,
+        trust_remote_code: bool = False,
+    ):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.tok = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
-        self.model = AutoModelForCausalLM.from_pretrained(model, trust_remote_code=trust_remote_code).to(device).eval()
+        self.model = (
+            AutoModelForCausalLM.from_pretrained(model, trust_remote_code=trust_remote_code)
+            .to(device)
+            .eval()
+        )
         self.max_new_tokens = max_new_tokens
 
     def __call__(self, questions, references, completions):
@@ -106,13 +129,17 @@ class HFJudge:
         for q, r, c in zip(questions, references, completions, strict=True):
             messages = [{"role": "user", "content": judge_prompt(q, r, c)}]
             if self.tok.chat_template:
-                ids = self.tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
+                ids = self.tok.apply_chat_template(
+                    messages, add_generation_prompt=True, return_tensors="pt"
+                )
             else:
                 ids = self.tok(messages[0]["content"], return_tensors="pt")["input_ids"]
             ids = ids.to(self.model.device)
             with torch.inference_mode():
                 gen = self.model.generate(ids, max_new_tokens=self.max_new_tokens, do_sample=False)
-            out.append(parse_verdict(self.tok.decode(gen[0, ids.shape[1]:], skip_special_tokens=True)))
+            out.append(
+                parse_verdict(self.tok.decode(gen[0, ids.shape[1] :], skip_special_tokens=True))
+            )
         return out
 
 
@@ -122,7 +149,9 @@ def make_judge(cfg: Mapping[str, Any]) -> Judge:
     if kind == "reference":
         return ReferenceJudge()
     if kind == "openai":
-        return OpenAIJudge(cfg.get("base_url", ""), cfg.get("model", ""), cfg.get("api_key_env", "OPENAI_API_KEY"))
+        return OpenAIJudge(
+            cfg.get("base_url", ""), cfg.get("model", ""), cfg.get("api_key_env", "OPENAI_API_KEY")
+        )
     if kind == "hf":
         return HFJudge(cfg["model"], trust_remote_code=cfg.get("trust_remote_code", False))
     raise ValueError(f"unknown judge kind {kind!r}; allowed: reference, hf, openai")

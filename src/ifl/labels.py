@@ -22,7 +22,13 @@ TASK_COLUMNS = ["task_id", "question", "reference"]
 def with_row_ids(df: pd.DataFrame) -> pd.DataFrame:
     """Add the stable ``row_id`` of every reply."""
     intervention = df["intervention"] if "intervention" in df.columns else "none"
-    ids = df["model"].astype(str) + "|" + df["task_id"].astype(str) + "|" + df["condition"].astype(str)
+    ids = (
+        df["model"].astype(str)
+        + "|"
+        + df["task_id"].astype(str)
+        + "|"
+        + df["condition"].astype(str)
+    )
     out = df.assign(row_id=ids + "|" + pd.Series(intervention, index=df.index).astype(str))
     dup = out["row_id"][out["row_id"].duplicated()]
     if len(dup):
@@ -30,15 +36,27 @@ def with_row_ids(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def gold_sample(measured: pd.DataFrame, tasks: pd.DataFrame, *, size: int, seed: int,
-                multipliers: Mapping[str, float]) -> pd.DataFrame:
+def gold_sample(
+    measured: pd.DataFrame,
+    tasks: pd.DataFrame,
+    *,
+    size: int,
+    seed: int,
+    multipliers: Mapping[str, float],
+) -> pd.DataFrame:
     """The rows to annotate, with the task's question and reference, ``id`` = ``row_id``."""
-    df = with_row_ids(measured).merge(tasks[TASK_COLUMNS], on="task_id", how="left", validate="many_to_one")
+    df = with_row_ids(measured).merge(
+        tasks[TASK_COLUMNS], on="task_id", how="left", validate="many_to_one"
+    )
     if size > len(df):
         raise ValueError(f"gold.size {size} exceeds the {len(df)} replies")
     # sample_gold keeps the index as `row_id`: index by our stable ids.
-    sample = sample_gold(df.set_index("row_id").drop(columns=["pi"], errors="ignore"), size, seed=seed,
-                         multipliers=multipliers)
+    sample = sample_gold(
+        df.set_index("row_id").drop(columns=["pi"], errors="ignore"),
+        size,
+        seed=seed,
+        multipliers=multipliers,
+    )
     return sample.assign(id=sample["row_id"].to_numpy()).reset_index(drop=True)
 
 
@@ -52,7 +70,11 @@ def oracle_annotator(tasks: pd.DataFrame) -> Annotator:
     def annotate(row: pd.Series) -> tuple[str, bool | None, bool | None]:
         iso = oracle_language(str(row["reply"]), hint=row["language"])
         name = ISO_TO_NAME.get(iso, "other") if iso else "none"
-        return name, iso == row["language"], oracle_correct(str(row["reply"]), items[row["task_id"]])
+        return (
+            name,
+            iso == row["language"],
+            oracle_correct(str(row["reply"]), items[row["task_id"]]),
+        )
 
     return annotate
 
@@ -67,11 +89,19 @@ def oracle_truth(measured: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def assemble(measured: pd.DataFrame, tasks: pd.DataFrame, sheet: pd.DataFrame, *, size: int,
-             multipliers: Mapping[str, float]) -> pd.DataFrame:
+def assemble(
+    measured: pd.DataFrame,
+    tasks: pd.DataFrame,
+    sheet: pd.DataFrame,
+    *,
+    size: int,
+    multipliers: Mapping[str, float],
+) -> pd.DataFrame:
     """Every reply with ``pi`` and, where annotated, ``language_gold``, ``fidelity_gold``,
     ``accuracy_gold`` (NA answers stay missing)."""
-    df = with_row_ids(measured).merge(tasks[TASK_COLUMNS], on="task_id", how="left", validate="many_to_one")
+    df = with_row_ids(measured).merge(
+        tasks[TASK_COLUMNS], on="task_id", how="left", validate="many_to_one"
+    )
     df["pi"] = inclusion_probabilities(df, size, multipliers=multipliers)
     gold = sheet.set_index("id")
     unknown = sorted(set(gold.index) - set(df["row_id"]))

@@ -17,12 +17,18 @@ import yaml
 from ifl.io import atomic_file
 
 
-def execute(src: str | Path, dst: str | Path, parameters: dict, cwd: str | Path | None = None) -> None:
+def execute(
+    src: str | Path, dst: str | Path, parameters: dict, cwd: str | Path | None = None
+) -> None:
     """Run ``src`` with ``parameters`` injected and write the executed notebook to ``dst``."""
     with atomic_file(dst) as tmp:
         papermill.execute_notebook(
-            str(src), str(tmp), parameters=parameters, cwd=str(cwd) if cwd else None,
-            kernel_name="python3", progress_bar=False,
+            str(src),
+            str(tmp),
+            parameters=parameters,
+            cwd=str(cwd) if cwd else None,
+            kernel_name="python3",
+            progress_bar=False,
         )
 
 
@@ -31,7 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ifl.notebook", description=__doc__)
     p.add_argument("input")
     p.add_argument("output")
-    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    p.add_argument(
+        "-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE")
+    )
     p.add_argument("--cwd", default=None)
     a = p.parse_args(argv)
     # Values are YAML scalars, as papermill's -p infers them (numbers, booleans, strings).

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
 import pandas as pd
 
 
@@ -11,7 +15,11 @@ def _r(x: float) -> float:
 
 def fidelity_summary(fidelity: pd.DataFrame) -> dict:
     """Mean fidelity per model and condition (model -> condition -> value)."""
-    g = fidelity.assign(hits=fidelity["fidelity"] * fidelity["n"]).groupby(["model", "condition"])[["hits", "n"]].sum()
+    g = (
+        fidelity.assign(hits=fidelity["fidelity"] * fidelity["n"])
+        .groupby(["model", "condition"])[["hits", "n"]]
+        .sum()
+    )
     out: dict[str, dict[str, float]] = {}
     for (model, cond), row in g.iterrows():
         out.setdefault(model, {})[cond] = _r(row["hits"] / row["n"])
@@ -28,5 +36,38 @@ def prevalence_summary(ifl: pd.DataFrame) -> dict:
         block = out.setdefault(key, {})
         for r in rows.itertuples(index=False):
             block.setdefault(r.model, {})[r.benchmark] = {
-                "estimate": _r(r.estimate), "ci_low": _r(r.ci_low), "ci_high": _r(r.ci_high)}
+                "estimate": _r(r.estimate),
+                "ci_low": _r(r.ci_low),
+                "ci_high": _r(r.ci_high),
+            }
+    return out
+
+
+def organism_summary(tables: Path, cfg: Mapping[str, Any], bench_dir: str | None) -> dict:
+    """The organism's quality figures (issue: the model organism).
+
+    ``llm_text_fidelity`` lists, per backbone, the languages of its pretraining mix;
+    ``lid_rate`` is the LID accuracy on rendered descriptions.
+    """
+    from ifl.organism_report import run_span_minutes
+
+    acc = pd.read_csv(tables / "organism_accuracy.csv")
+    fid = pd.read_csv(tables / "organism_llm_fidelity.csv")
+    lid = pd.read_csv(tables / "organism_lid.csv")
+    out = {
+        "vlm_accuracy_en_short": {r.model: _r(r.accuracy) for r in acc.itertuples()},
+        "llm_text_fidelity": {
+            b: {
+                r.language: _r(r.fidelity)
+                for r in fid[fid["backbone"] == b].itertuples()
+                if r.language in cfg["backbones"][b]["mix"]
+            }
+            for b in sorted(set(fid["backbone"]))
+        },
+        "lid_rate": {
+            r.language: _r(r.rate) for r in lid[lid["kind"] == "description"].itertuples()
+        },
+    }
+    if bench_dir:
+        out["minutes_total"] = round(run_span_minutes(bench_dir), 1)
     return out

@@ -61,13 +61,47 @@ rule summary:
     input:
         fidelity=f"{RUN}/tables/fidelity.csv",
         ifl=f"{RUN}/tables/ifl.csv",
+        organism=f"{RUN}/tables/organism_accuracy.csv",
+        steering=f"{RUN}/tables/steering_table5.csv",
+        remedies=f"{RUN}/tables/remedies.csv",
     output:
         f"{RUN}/summary.json",
     params:
         **params_of(),
+        tables=lambda w, input: os.path.dirname(input.organism),
+        bench=BENCH,
     log:
         f"{LOGS}/summary.log",
     conda:
         "../../environment.yml"
     shell:
-        "$IFL_PYTHON -m ifl.cli --config {params.cfg} summary --fidelity {input.fidelity} --ifl {input.ifl} --out {output} > {log} 2>&1"
+        "$IFL_PYTHON -m ifl.cli --config {params.cfg} summary --fidelity {input.fidelity} --ifl {input.ifl}"
+        " --organism-dir {params.tables} --bench-dir {params.bench} --steering {input.steering}"
+        " --remedies {input.remedies} --out {output} > {log} 2>&1"
+
+
+rule organism_report:
+    # Is the organism a fair stand-in? LID on its sentences, backbone fidelity, VLM accuracy, losses.
+    input:
+        tasks=f"{RUN}/data/tasks.parquet",
+        labelled=f"{RUN}/labelled.parquet",
+        llms=expand(f"{RUN}/models/llm/{{llm}}", llm=LLMS),
+        checkpoints=CHECKPOINTS,
+    output:
+        lid=f"{RUN}/tables/organism_lid.csv",
+        llm=f"{RUN}/tables/organism_llm_fidelity.csv",
+        accuracy=f"{RUN}/tables/organism_accuracy.csv",
+        loss=f"{RUN}/tables/organism_loss.csv",
+    params:
+        **params_of("seed", "lid", "languages"),
+        out_dir=lambda w, output: os.path.dirname(output.lid),
+    log:
+        f"{LOGS}/organism_report.log",
+    benchmark:
+        f"{BENCH}/organism_report.tsv"
+    conda:
+        "../../environment.yml"
+    shell:
+        "$IFL_PYTHON -m ifl.cli --config {params.cfg} organism-report --tasks {input.tasks}"
+        " --labelled {input.labelled} --llms {input.llms} --checkpoints {input.checkpoints}"
+        " --out-dir {params.out_dir} > {log} 2>&1"

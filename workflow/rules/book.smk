@@ -8,12 +8,15 @@ rule rulegraph:
     output:
         dot=f"{RUN}/dag/rulegraph.dot",
         png=f"{RUN}/dag/rulegraph.png",
+        dry=f"{RUN}/dag/dry-run.txt",
     log:
         f"{LOGS}/rulegraph.log",
     conda:
         "../../environment.yml"
     shell:
-        "$IFL_PYTHON -m snakemake --rulegraph --nolock --quiet all --configfile {input.cfg} > {output.dot} 2> {log}"
+        "$IFL_PYTHON -m snakemake --rulegraph --rerun-incomplete --nolock --quiet all --configfile {input.cfg} > {output.dot} 2> {log}"
+        " && $IFL_PYTHON -m snakemake -n --forceall --rerun-incomplete --nolock --quiet rules --configfile {input.cfg}"
+        " > {output.dry} 2>> {log}"
         " && $IFL_PYTHON -m ifl.cli --config {input.cfg} rulegraph --dot {output.dot} --out {output.png} >> {log} 2>&1"
 
 
@@ -22,7 +25,6 @@ rule book:
         sources=BOOK_SOURCES,
         notebooks=NOTEBOOKS,
         summary=f"{RUN}/summary.json",
-        rulegraph=f"{RUN}/dag/rulegraph.png",
     output:
         BOOK_INDEX,
     params:

@@ -41,6 +41,8 @@ envvars:
 GRID = {vlm_name(e): e for e in config["grid"]}
 MODELS = list(GRID)
 STAGE1_PAIRS = sorted({(e["llm"], e["vision"]) for e in config["grid"]})
+LLMS = sorted({e["llm"] for e in config["grid"]})  # backbones the grid uses
+VISIONS = sorted({e["vision"] for e in config["grid"]})
 DATA_LANGS = sorted({e["data"] for e in config["grid"]})
 SHARDS_N = config["generate"]["shards"]
 SHARDS = list(range(SHARDS_N))
@@ -57,9 +59,23 @@ def params_of(*keys):
             node = node[part]
         out[key.replace(".", "_")] = node
     return out
+# Every trained checkpoint (their loss curves go into the organism chapter).
+CHECKPOINTS = (
+    [f"{RUN}/models/llm/{b}" for b in LLMS]
+    + [f"{RUN}/models/vision/{v}" for v in VISIONS]
+    + [f"{RUN}/models/stage1/{llm}-{vision}" for llm, vision in STAGE1_PAIRS]
+    + [f"{RUN}/models/vlm/{m}" for m in MODELS]
+)
 PAPER = "book/data/paper"  # the papers' tables, copied into the project
 # Notebooks: the tables each one reads (path parameters) and its parameters from the config.
 NOTEBOOK_TABLES = {
+    "00_organism": {
+        "tasks_parquet": f"{RUN}/data/tasks.parquet",
+        "lid_csv": f"{RUN}/tables/organism_lid.csv",
+        "llm_csv": f"{RUN}/tables/organism_llm_fidelity.csv",
+        "accuracy_csv": f"{RUN}/tables/organism_accuracy.csv",
+        "loss_csv": f"{RUN}/tables/organism_loss.csv",
+    },
     "01_fidelity": {"fidelity_csv": f"{RUN}/tables/fidelity.csv"},
     "02_prevalence": {
         "ifl_csv": f"{RUN}/tables/ifl.csv",
@@ -68,10 +84,50 @@ NOTEBOOK_TABLES = {
         "paper_dir": PAPER,
     },
     "03_design_effects": {"design_csv": f"{RUN}/tables/design_effects.csv", "paper_dir": PAPER},
+    "04_inside": {
+        **{
+            f"{name}_csv": f"{RUN}/tables/steering_{name}.csv"
+            for name in ("table5", "by_language", "sweep", "text", "selection", "question_lid")
+        },
+        "cka_csv": f"{RUN}/tables/cka.csv",
+        "projection_csv": f"{RUN}/tables/projection.csv",
+        "gap_csv": f"{RUN}/tables/modality_gap.csv",
+        "paper_dir": PAPER,
+    },
+    "05_remedies": {
+        "remedies_csv": f"{RUN}/tables/remedies.csv",
+        "gap_csv": f"{RUN}/tables/remedies_gap.csv",
+        "steering_csv": f"{RUN}/tables/steering_table5.csv",
+        "paper_dir": PAPER,
+    },
+    "99_how_built": {
+        "rulegraph_png": f"{RUN}/dag/rulegraph.png",
+        "dry_run_txt": f"{RUN}/dag/dry-run.txt",
+        "summary_json": f"{RUN}/summary.json",
+    },
 }
 NOTEBOOK_PARAMS = {
     "01_fidelity": config["notebooks"]["fidelity"],
     "02_prevalence": config["notebooks"]["prevalence"],
+    # Read after summary.json exists, i.e. after every benchmarked job (not a declared input:
+    # the folder only appears once the first job has run).
+    "04_inside": {
+        **{
+            f"{name}_csv": f"{RUN}/tables/steering_{name}.csv"
+            for name in ("table5", "by_language", "sweep", "text", "selection", "question_lid")
+        },
+        "cka_csv": f"{RUN}/tables/cka.csv",
+        "projection_csv": f"{RUN}/tables/projection.csv",
+        "gap_csv": f"{RUN}/tables/modality_gap.csv",
+        "paper_dir": PAPER,
+    },
+    "05_remedies": {
+        "remedies_csv": f"{RUN}/tables/remedies.csv",
+        "gap_csv": f"{RUN}/tables/remedies_gap.csv",
+        "steering_csv": f"{RUN}/tables/steering_table5.csv",
+        "paper_dir": PAPER,
+    },
+    "99_how_built": {"benchmark_dir": BENCH},
 }
 NOTEBOOKS = [f"{RUN}/notebooks/{name}.ipynb" for name in NOTEBOOK_TABLES]
 

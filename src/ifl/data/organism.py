@@ -115,7 +115,12 @@ def visual_instructions(
         else:
             question, answer = translate(item, lang, error_rate=error_rate, rng=rng)
         rows.append(
-            {"scene": s, "language": lang, "family": item.family,
-             "prompt": prompt(question, image=True), "target": target(answer)}
+            {
+                "scene": s,
+                "language": lang,
+                "family": item.family,
+                "prompt": prompt(question, image=True),
+                "target": target(answer),
+            }
         )
     return pd.DataFrame(rows)

@@ -60,7 +60,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
     return fast
 
 
-def build_llm(tokenizer: PreTrainedTokenizerFast, arch: Mapping[str, int], seed: int) -> LlamaForCausalLM:
+def build_llm(
+    tokenizer: PreTrainedTokenizerFast, arch: Mapping[str, int], seed: int
+) -> LlamaForCausalLM:
     """A randomly initialised Llama-architecture causal LM sized by ``arch``."""
     torch.manual_seed(seed)
     config = LlamaConfig(
@@ -79,7 +81,9 @@ def build_llm(tokenizer: PreTrainedTokenizerFast, arch: Mapping[str, int], seed:
     return LlamaForCausalLM(config)
 
 
-def build_vision(arch: Mapping[str, int], image_size: int, patch_size: int, seed: int) -> CLIPVisionModel:
+def build_vision(
+    arch: Mapping[str, int], image_size: int, patch_size: int, seed: int
+) -> CLIPVisionModel:
     """A randomly initialised CLIP-architecture ViT sized by ``arch``."""
     torch.manual_seed(seed)
     config = CLIPVisionConfig(

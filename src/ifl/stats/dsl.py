@@ -500,8 +500,10 @@ def dsl(
         bad = raw_pi[~((raw_pi > 0) & (raw_pi <= 1))][0]
         raise ValueError(f"column {pi!r} (pi) must lie in (0, 1]; found {bad!r}")
     prob = raw_pi * (n_lab / n) / raw_pi.mean()
-    if (prob > 1).any():
+    # Fully sampled strata rescale to exactly 1 up to rounding: tolerate that, not more.
+    if (prob > 1 + 1e-9).any():
         raise ValueError(f"rescaled {pi!r} exceeds 1; pi is inconsistent with {n_lab} labels")
+    prob = np.minimum(prob, 1.0)
     y0 = np.where(labelled, y, 0.0)
 
     def estimate(yhat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -36,25 +36,49 @@ def _cell_design(data: pd.DataFrame, by: Sequence[str]) -> tuple[pd.DataFrame, l
         cols[f"c{k}"] = member
         cols[f"i{k}"] = member * image
     design = pd.concat([data.reset_index(drop=True), pd.DataFrame(cols)], axis=1)
-    rhs = " + ".join(["0", *[f"c{k}" for k in range(len(keys))], *[f"i{k}" for k in range(len(keys))]])
+    rhs = " + ".join(
+        ["0", *[f"c{k}" for k in range(len(keys))], *[f"i{k}" for k in range(len(keys))]]
+    )
     return design, keys, rhs
 
 
-def _cells(result: DSLResult, keys: list[tuple], by: Sequence[str], prefix: str = "i") -> pd.DataFrame:
+def _cells(
+    result: DSLResult, keys: list[tuple], by: Sequence[str], prefix: str = "i"
+) -> pd.DataFrame:
     table = result.table.set_index("term")
     rows = []
     for k, key in enumerate(keys):
         r = table.loc[f"{prefix}{k}"]
-        rows.append({**dict(zip(by, key, strict=True)), "estimate": r["estimate"], "se": r["se"],
-                     "ci_low": r["ci_low"], "ci_high": r["ci_high"], "p_value": r["p_value"],
-                     "method": result.method})
+        rows.append(
+            {
+                **dict(zip(by, key, strict=True)),
+                "estimate": r["estimate"],
+                "se": r["se"],
+                "ci_low": r["ci_low"],
+                "ci_high": r["ci_high"],
+                "p_value": r["p_value"],
+                "method": result.method,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def _estimate_cells(design: pd.DataFrame, formula: str, keys: list[tuple], by: Sequence[str], prefix: str, *,
-                    surrogate: str, oracle: str | None, **dsl_kwargs) -> pd.DataFrame:
+def _estimate_cells(
+    design: pd.DataFrame,
+    formula: str,
+    keys: list[tuple],
+    by: Sequence[str],
+    prefix: str,
+    *,
+    surrogate: str,
+    oracle: str | None,
+    **dsl_kwargs,
+) -> pd.DataFrame:
     """DSL, naive-proxy and (optionally) oracle estimates of the ``prefix`` terms of ``formula``."""
-    results = [dsl(design, formula, surrogate=surrogate, **dsl_kwargs), naive_proxy(design, formula, surrogate=surrogate)]
+    results = [
+        dsl(design, formula, surrogate=surrogate, **dsl_kwargs),
+        naive_proxy(design, formula, surrogate=surrogate),
+    ]
     if oracle is not None:
         results.append(naive_proxy(design, formula, surrogate=oracle))
         results[-1].method = "oracle"
@@ -62,9 +86,17 @@ def _estimate_cells(design: pd.DataFrame, formula: str, keys: list[tuple], by: S
 
 
 def ifl_by_cell(
-    labelled: pd.DataFrame, *, by: Sequence[str] = ("model", "benchmark"), outcome: str = "fidelity_gold",
-    surrogate: str = "fidelity_proxy", oracle: str | None = None, pi: str = "pi", folds: int = 5,
-    splits: int = 1, learner: str = "logistic", seed: int = 0,
+    labelled: pd.DataFrame,
+    *,
+    by: Sequence[str] = ("model", "benchmark"),
+    outcome: str = "fidelity_gold",
+    surrogate: str = "fidelity_proxy",
+    oracle: str | None = None,
+    pi: str = "pi",
+    folds: int = 5,
+    splits: int = 1,
+    learner: str = "logistic",
+    seed: int = 0,
 ) -> pd.DataFrame:
     """IFL per cell of ``by``: DSL, the naive proxy estimate and, when given, the oracle truth.
 
@@ -72,23 +104,57 @@ def ifl_by_cell(
     row is least squares on all rows, the estimate DSL should recover.
     """
     design, keys, rhs = _cell_design(labelled, by)
-    return _estimate_cells(design, f"{outcome} ~ {rhs}", keys, by, "i", surrogate=surrogate, oracle=oracle,
-                           pi=pi, n_folds=folds, n_splits=splits, learner=learner, seed=seed)
+    return _estimate_cells(
+        design,
+        f"{outcome} ~ {rhs}",
+        keys,
+        by,
+        "i",
+        surrogate=surrogate,
+        oracle=oracle,
+        pi=pi,
+        n_folds=folds,
+        n_splits=splits,
+        learner=learner,
+        seed=seed,
+    )
 
 
 def mean_by_cell(
-    labelled: pd.DataFrame, *, by: Sequence[str] = ("model", "condition"), outcome: str = "fidelity_gold",
-    surrogate: str = "fidelity_proxy", oracle: str | None = None, pi: str = "pi", folds: int = 5,
-    splits: int = 1, learner: str = "logistic", seed: int = 0,
+    labelled: pd.DataFrame,
+    *,
+    by: Sequence[str] = ("model", "condition"),
+    outcome: str = "fidelity_gold",
+    surrogate: str = "fidelity_proxy",
+    oracle: str | None = None,
+    pi: str = "pi",
+    folds: int = 5,
+    splits: int = 1,
+    learner: str = "logistic",
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Mean outcome per cell of ``by`` (e.g. Figure 3's fidelity per model and condition)."""
     design, keys, _ = _cell_design(labelled, by)
     rhs = " + ".join(["0", *[f"c{k}" for k in range(len(keys))]])
-    return _estimate_cells(design, f"{outcome} ~ {rhs}", keys, by, "c", surrogate=surrogate, oracle=oracle,
-                           pi=pi, n_folds=folds, n_splits=splits, learner=learner, seed=seed)
+    return _estimate_cells(
+        design,
+        f"{outcome} ~ {rhs}",
+        keys,
+        by,
+        "c",
+        surrogate=surrogate,
+        oracle=oracle,
+        pi=pi,
+        n_folds=folds,
+        n_splits=splits,
+        learner=learner,
+        seed=seed,
+    )
 
 
-def design_indicators(labelled: pd.DataFrame, grid: Mapping[str, Mapping[str, str]]) -> pd.DataFrame:
+def design_indicators(
+    labelled: pd.DataFrame, grid: Mapping[str, Mapping[str, str]]
+) -> pd.DataFrame:
     """Add the model's design (llm, vision, data) and the image-by-design indicator columns."""
     unknown = sorted(set(labelled["model"]) - set(grid))
     if unknown:
@@ -104,9 +170,17 @@ def design_indicators(labelled: pd.DataFrame, grid: Mapping[str, Mapping[str, st
 
 
 def design_effects(
-    labelled: pd.DataFrame, grid: Mapping[str, Mapping[str, str]], target: str, *,
-    outcome: str = "fidelity_gold", surrogate: str = "fidelity_proxy", pi: str = "pi", folds: int = 5,
-    splits: int = 1, learner: str = "logistic", seed: int = 0,
+    labelled: pd.DataFrame,
+    grid: Mapping[str, Mapping[str, str]],
+    target: str,
+    *,
+    outcome: str = "fidelity_gold",
+    surrogate: str = "fidelity_proxy",
+    pi: str = "pi",
+    folds: int = 5,
+    splits: int = 1,
+    learner: str = "logistic",
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Table 4: ``outcome ~ image + image:LLM + image:VE + image:Data`` for queries in ``target``.
 
@@ -119,9 +193,20 @@ def design_effects(
         raise ValueError(f"no rows for target language {target!r}")
     terms = [name for name, axis in DESIGN_TERMS.items() if d[f"alt_{axis}"].nunique() > 1]
     rhs = " + ".join(["image", *[f"image_alt_{DESIGN_TERMS[t]}" for t in terms]])
-    res = dsl(d, f"{outcome} ~ {rhs}", surrogate=surrogate, pi=pi, n_folds=folds, n_splits=splits,
-              learner=learner, seed=seed)
-    names = {f"image_alt_{DESIGN_TERMS[t]}": t for t in terms} | {"image": "Image", "(Intercept)": "Intercept"}
+    res = dsl(
+        d,
+        f"{outcome} ~ {rhs}",
+        surrogate=surrogate,
+        pi=pi,
+        n_folds=folds,
+        n_splits=splits,
+        learner=learner,
+        seed=seed,
+    )
+    names = {f"image_alt_{DESIGN_TERMS[t]}": t for t in terms} | {
+        "image": "Image",
+        "(Intercept)": "Intercept",
+    }
     table = res.table.assign(term=res.table["term"].map(names), language=target)
     return table[["language", "term", "estimate", "se", "ci_low", "ci_high", "p_value"]]
 

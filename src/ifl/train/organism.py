@@ -44,8 +44,15 @@ def pixel_tensor(images: np.ndarray, image_size: int) -> torch.Tensor:
 
 
 def pretrain_llm(
-    tokenizer_dir: Path, scenes: list, mix: Mapping[str, float], arch: Mapping[str, int],
-    schedule: Mapping[str, Any], out_dir: Path, *, seed: int, device: torch.device,
+    tokenizer_dir: Path,
+    scenes: list,
+    mix: Mapping[str, float],
+    arch: Mapping[str, int],
+    schedule: Mapping[str, Any],
+    out_dir: Path,
+    *,
+    seed: int,
+    device: torch.device,
 ) -> pd.DataFrame:
     """Pretrain a Llama-architecture chat LM from scratch on text-only dialogues in ``mix``."""
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -56,10 +63,20 @@ def pretrain_llm(
 
     def loss_fn(rng: np.random.Generator) -> torch.Tensor:
         rows = rng.integers(len(enc), size=schedule["batch_size"])
-        batch = {k: v.to(device) for k, v in collate(enc, rows, tok.pad_token_id, loss_on_prompt=True).items()}
+        batch = {
+            k: v.to(device)
+            for k, v in collate(enc, rows, tok.pad_token_id, loss_on_prompt=True).items()
+        }
         return model(**batch).loss
 
-    curve = fit(model.parameters(), loss_fn, steps=schedule["steps"], lr=schedule["lr"], seed=seed, desc="pretrain-llm")
+    curve = fit(
+        model.parameters(),
+        loss_fn,
+        steps=schedule["steps"],
+        lr=schedule["lr"],
+        seed=seed,
+        desc="pretrain-llm",
+    )
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
@@ -77,9 +94,18 @@ def _augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
 
 
 def pretrain_vision(
-    pixels: torch.Tensor, captions: list[str], objective: str, tokenizer_dir: Path,
-    arch: Mapping[str, int], image_size: int, patch_size: int, schedule: Mapping[str, Any],
-    out_dir: Path, *, seed: int, device: torch.device,
+    pixels: torch.Tensor,
+    captions: list[str],
+    objective: str,
+    tokenizer_dir: Path,
+    arch: Mapping[str, int],
+    image_size: int,
+    patch_size: int,
+    schedule: Mapping[str, Any],
+    out_dir: Path,
+    *,
+    seed: int,
+    device: torch.device,
 ) -> pd.DataFrame:
     """Pretrain a CLIP-architecture ViT: contrastive with English captions, or self-supervised.
 
@@ -91,34 +117,61 @@ def pretrain_vision(
     if objective == "contrastive":
         tok = AutoTokenizer.from_pretrained(tokenizer_dir)
         text_cfg = CLIPTextConfig(
-            vocab_size=len(tok), hidden_size=arch["hidden"], intermediate_size=arch["intermediate"],
-            num_hidden_layers=2, num_attention_heads=arch["heads"], max_position_embeddings=128,
-            pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+            vocab_size=len(tok),
+            hidden_size=arch["hidden"],
+            intermediate_size=arch["intermediate"],
+            num_hidden_layers=2,
+            num_attention_heads=arch["heads"],
+            max_position_embeddings=128,
+            pad_token_id=tok.pad_token_id,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
         )
-        clip = CLIPModel(CLIPConfig(text_config=text_cfg.to_dict(), vision_config=vision.config.to_dict(),
-                                    projection_dim=arch["hidden"]))
+        clip = CLIPModel(
+            CLIPConfig(
+                text_config=text_cfg.to_dict(),
+                vision_config=vision.config.to_dict(),
+                projection_dim=arch["hidden"],
+            )
+        )
         clip.vision_model = vision  # train our ViT in place inside the CLIP pair
         clip.to(device).train()
-        tokens = tok([c + tok.eos_token for c in captions], add_special_tokens=False,
-                     padding=True, padding_side="right", return_tensors="pt")
+        tokens = tok(
+            [c + tok.eos_token for c in captions],
+            add_special_tokens=False,
+            padding=True,
+            padding_side="right",
+            return_tensors="pt",
+        )
 
         def loss_fn(rng: np.random.Generator) -> torch.Tensor:
             rows = torch.from_numpy(rng.choice(len(pixels), size=bs, replace=False))
-            return clip(input_ids=tokens["input_ids"][rows].to(device),
-                        attention_mask=tokens["attention_mask"][rows].to(device),
-                        pixel_values=pixels[rows].to(device), return_loss=True).loss
+            return clip(
+                input_ids=tokens["input_ids"][rows].to(device),
+                attention_mask=tokens["attention_mask"][rows].to(device),
+                pixel_values=pixels[rows].to(device),
+                return_loss=True,
+            ).loss
 
         params = clip.parameters()
     elif objective == "self_supervised":
-        head = torch.nn.Sequential(torch.nn.Linear(arch["hidden"], arch["hidden"]), torch.nn.ReLU(),
-                                   torch.nn.Linear(arch["hidden"], arch["hidden"]))
+        head = torch.nn.Sequential(
+            torch.nn.Linear(arch["hidden"], arch["hidden"]),
+            torch.nn.ReLU(),
+            torch.nn.Linear(arch["hidden"], arch["hidden"]),
+        )
         vision.to(device).train()
         head.to(device)
 
         def loss_fn(rng: np.random.Generator) -> torch.Tensor:
             rows = torch.from_numpy(rng.choice(len(pixels), size=bs, replace=False))
             x = pixels[rows]
-            z = torch.cat([head(vision(pixel_values=_augment(x, rng).to(device)).pooler_output) for _ in range(2)])
+            z = torch.cat(
+                [
+                    head(vision(pixel_values=_augment(x, rng).to(device)).pooler_output)
+                    for _ in range(2)
+                ]
+            )
             z = F.normalize(z, dim=-1)
             sim = z @ z.T / 0.2
             sim.fill_diagonal_(float("-inf"))
@@ -128,8 +181,17 @@ def pretrain_vision(
 
         params = list(vision.parameters()) + list(head.parameters())
     else:
-        raise ValueError(f"unknown vision objective {objective!r}; allowed: contrastive, self_supervised")
-    curve = fit(params, loss_fn, steps=schedule["steps"], lr=schedule["lr"], seed=seed, desc=f"pretrain-vision-{objective}")
+        raise ValueError(
+            f"unknown vision objective {objective!r}; allowed: contrastive, self_supervised"
+        )
+    curve = fit(
+        params,
+        loss_fn,
+        steps=schedule["steps"],
+        lr=schedule["lr"],
+        seed=seed,
+        desc=f"pretrain-vision-{objective}",
+    )
     with atomic_dir(out_dir) as tmp:
         vision.save_pretrained(tmp)
         image_processor(image_size).save_pretrained(tmp)
@@ -137,7 +199,9 @@ def pretrain_vision(
     return curve
 
 
-def _vlm_loss(model, enc: Encoded, pixels: torch.Tensor, pad_id: int, bs: int, device: torch.device):
+def _vlm_loss(
+    model, enc: Encoded, pixels: torch.Tensor, pad_id: int, bs: int, device: torch.device
+):
     def loss_fn(rng: np.random.Generator) -> torch.Tensor:
         rows = rng.integers(len(enc), size=bs)
         batch = collate(enc, rows, pad_id)
@@ -154,8 +218,15 @@ def _image_tokens(model: LlavaForConditionalGeneration) -> int:
 
 
 def stage1(
-    llm_dir: Path, vision_dir: Path, pixels: torch.Tensor, captions: pd.DataFrame,
-    schedule: Mapping[str, Any], out_dir: Path, *, seed: int, device: torch.device,
+    llm_dir: Path,
+    vision_dir: Path,
+    pixels: torch.Tensor,
+    captions: pd.DataFrame,
+    schedule: Mapping[str, Any],
+    out_dir: Path,
+    *,
+    seed: int,
+    device: torch.device,
 ) -> pd.DataFrame:
     """LLaVA stage 1: compose LLM + ViT with a fresh projector and train the projector only."""
     llm = LlamaForCausalLM.from_pretrained(llm_dir)
@@ -165,17 +236,35 @@ def stage1(
     model.to(device).train()
     for name, p in model.named_parameters():
         p.requires_grad = "multi_modal_projector" in name
-    enc = encode(tok, captions["prompt"].tolist(), captions["target"].tolist(),
-                 image_tokens=_image_tokens(model), image=captions["scene"].tolist())
-    curve = fit(model.parameters(), _vlm_loss(model, enc, pixels, tok.pad_token_id, schedule["batch_size"], device),
-                steps=schedule["steps"], lr=schedule["lr"], seed=seed, desc="stage1")
+    enc = encode(
+        tok,
+        captions["prompt"].tolist(),
+        captions["target"].tolist(),
+        image_tokens=_image_tokens(model),
+        image=captions["scene"].tolist(),
+    )
+    curve = fit(
+        model.parameters(),
+        _vlm_loss(model, enc, pixels, tok.pad_token_id, schedule["batch_size"], device),
+        steps=schedule["steps"],
+        lr=schedule["lr"],
+        seed=seed,
+        desc="stage1",
+    )
     _save_vlm(model, processor, curve, out_dir)
     return curve
 
 
 def stage2(
-    stage1_dir: Path, pixels: torch.Tensor, instructions: pd.DataFrame, scenes: list,
-    text_only_share: float, schedule: Mapping[str, Any], out_dir: Path, *, seed: int,
+    stage1_dir: Path,
+    pixels: torch.Tensor,
+    instructions: pd.DataFrame,
+    scenes: list,
+    text_only_share: float,
+    schedule: Mapping[str, Any],
+    out_dir: Path,
+    *,
+    seed: int,
     device: torch.device,
 ) -> pd.DataFrame:
     """LLaVA stage 2: train projector + LLM on visual instructions plus English text-only dialogues."""
@@ -183,15 +272,30 @@ def stage2(
     processor = LlavaProcessor.from_pretrained(stage1_dir)
     tok = processor.tokenizer
     n_text = int(round(len(instructions) * text_only_share / max(1e-9, 1 - text_only_share)))
-    text = text_dialogues(scenes, {"en": 1.0}, n_text, seed + 1) if n_text else instructions.iloc[:0]
-    data = pd.concat([instructions.assign(image=instructions["scene"]), text.assign(image=-1)], ignore_index=True)
-    enc = encode(tok, data["prompt"].tolist(), data["target"].tolist(),
-                 image_tokens=_image_tokens(model), image=data["image"].tolist())
+    text = (
+        text_dialogues(scenes, {"en": 1.0}, n_text, seed + 1) if n_text else instructions.iloc[:0]
+    )
+    data = pd.concat(
+        [instructions.assign(image=instructions["scene"]), text.assign(image=-1)], ignore_index=True
+    )
+    enc = encode(
+        tok,
+        data["prompt"].tolist(),
+        data["target"].tolist(),
+        image_tokens=_image_tokens(model),
+        image=data["image"].tolist(),
+    )
     model.to(device).train()
     for name, p in model.named_parameters():
         p.requires_grad = "vision_tower" not in name
-    curve = fit(model.parameters(), _vlm_loss(model, enc, pixels, tok.pad_token_id, schedule["batch_size"], device),
-                steps=schedule["steps"], lr=schedule["lr"], seed=seed, desc="stage2")
+    curve = fit(
+        model.parameters(),
+        _vlm_loss(model, enc, pixels, tok.pad_token_id, schedule["batch_size"], device),
+        steps=schedule["steps"],
+        lr=schedule["lr"],
+        seed=seed,
+        desc="stage2",
+    )
     _save_vlm(model, processor, curve, out_dir)
     return curve
 

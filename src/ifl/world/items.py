@@ -20,18 +20,19 @@ from ifl.world.grammar import Renderer
 from ifl.world.lexicon import concept_id, number_concept
 from ifl.world.scenes import COLOURS, SHAPES, Obj, Scene
 
-FAMILIES: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "short": ("colour", "count", "shape", "yesno"),
-        "describe": ("detail",),
-        "instruct": ("order", "compare"),
-        "textqa": ("sides", "arithmetic"),
-        "caption": ("caption",),
-    }
-)
-BENCHMARK_OF: Mapping[str, str] = MappingProxyType(
-    {"short": "MaXM", "describe": "LLaVA-W", "instruct": "VisIT", "textqa": "MultiQ"}
-)
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "short": ("colour", "count", "shape", "yesno"),
+    "describe": ("detail",),
+    "instruct": ("order", "compare"),
+    "textqa": ("sides", "arithmetic"),
+    "caption": ("caption",),
+}
+BENCHMARK_OF: dict[str, str] = {
+    "short": "MaXM",
+    "describe": "LLaVA-W",
+    "instruct": "VisIT",
+    "textqa": "MultiQ",
+}
 FAMILY_OF: Mapping[str, str] = MappingProxyType(
     {kind: family for family, kinds in FAMILIES.items() for kind in kinds}
 )

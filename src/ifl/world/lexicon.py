@@ -8,6 +8,7 @@ noun-phrase patterns and the sentence, question and answer templates (see ``temp
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -257,7 +258,7 @@ def _language_forms(lang: Language) -> dict[str, set[str]]:
     forms: dict[str, set[str]] = {}
 
     def add(form: str, concept: str | None) -> None:
-        form = form.lower().strip()
+        form = unicodedata.normalize("NFC", form).lower().strip()
         if form:
             entry = forms.setdefault(form, set())
             if concept:

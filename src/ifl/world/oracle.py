@@ -49,7 +49,7 @@ def _by_first_char() -> Mapping[str, tuple[int, ...]]:
 def _scan(text: str) -> list[tuple[str, _Entry]]:
     """Longest-match segmentation of ``text`` into lexicon forms (left to right)."""
     index, firsts = surface_index(), _by_first_char()
-    t = text.lower()
+    t = unicodedata.normalize("NFC", text).lower()
     n = len(t)
     out: list[tuple[str, _Entry]] = []
     i = 0

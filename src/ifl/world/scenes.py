@@ -73,10 +73,14 @@ class Scene:
     def from_dict(cls, data: dict[str, Any]) -> Scene:
         """Rebuild a scene from :meth:`to_dict` output."""
         try:
-            objects = data["objects"]
+            objects = tuple(
+                Obj(o["shape"], o["colour"], o["size"], int(o["cell"])) for o in data["objects"]
+            )
         except (KeyError, TypeError) as err:
-            raise ValueError(f"scene dict needs an 'objects' list, got {data!r}") from err
-        return cls(tuple(Obj(o["shape"], o["colour"], o["size"], int(o["cell"])) for o in objects))
+            raise ValueError(
+                f"not a scene dict (objects of shape/colour/size/cell): {data!r}"
+            ) from err
+        return cls(objects)
 
 
 def sample_scene(rng: np.random.Generator) -> Scene:

@@ -1,0 +1,203 @@
+"""Subcommands of the remedies (workflow/rules/remedies.smk): mixes, training, merging,
+generation on the evaluation subset, labels, tables and the modality-gap points."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ifl.cli import command
+
+REQ = {"required": True}
+
+
+def _device(cfg: dict):
+    from ifl.runtime import setup
+
+    return setup(cfg["device"], cfg["threads"], cfg["seed"])
+
+
+def _scenes(corpus: Path) -> list:
+    from ifl.world.scenes import Scene
+
+    data = json.loads((corpus / "scenes.json").read_text(encoding="utf-8"))
+    return [Scene.from_dict(d) for d in data]
+
+
+def _trained(cfg: dict, name: str) -> dict:
+    from ifl.remedies import variant
+
+    spec = variant(cfg, name)
+    if spec["kind"] != "trained":
+        raise ValueError(f"remedy variant {name!r} is not trained (it is {spec['kind']})")
+    return spec
+
+
+@command(
+    "remedies-mix", ("--corpus", REQ), ("--instructions", REQ), ("--variant", REQ), ("--out", REQ)
+)
+def _mix(a, cfg):
+    from ifl.data.mixes import build_mix, proportions
+    from ifl.io import write_parquet
+    from ifl.remedies import remedy_languages
+    from ifl.world.items import item_from_json
+
+    spec = _trained(cfg, a.variant)
+    corpus, org = Path(a.corpus), cfg["organism"]
+    items = pd.read_parquet(corpus / "visual_items.parquet")
+    pairs = [
+        (int(s), item_from_json(i)) for s, i in zip(items["scene"], items["item"], strict=True)
+    ]
+    mix = build_mix(
+        pd.read_parquet(a.instructions), pairs, _scenes(corpus),
+        text_only_share=org["text_only_share"], text_ratio=spec["text_ratio"],
+        text_phase=spec["text_phase"], tasks=spec["tasks"],
+        non_english_share=spec["non_english_share"], languages=remedy_languages(cfg),
+        error_rate=org["translation_error_rate"], seed=cfg["seed"] + 40,
+    )  # fmt: skip
+    print(json.dumps({"variant": a.variant, "rows": len(mix), **proportions(mix)}))
+    write_parquet(mix, a.out)
+
+
+@command("remedies-train", ("--stage1", REQ), ("--corpus", REQ), ("--mix", REQ), ("--variant", REQ),
+         ("--out", REQ))  # fmt: skip
+def _train(a, cfg):
+    from ifl.data.mixes import stage2_phased
+    from ifl.train.organism import pixel_tensor
+
+    spec = _trained(cfg, a.variant)
+    corpus, org = Path(a.corpus), cfg["organism"]
+    device = _device(cfg)
+    pixels = pixel_tensor(np.load(corpus / "images.npy"), org["image_size"])
+    stage2_phased(
+        Path(a.stage1),
+        pixels,
+        pd.read_parquet(a.mix),
+        org["stage2"],
+        Path(a.out),
+        final_fraction=spec["final_fraction"],
+        seed=cfg["seed"] + 40,
+        device=device,
+    )
+
+
+@command("remedies-merge", ("--vlm", REQ), ("--llm", REQ), ("--alpha", {"type": float, **REQ}),
+         ("--out", REQ))  # fmt: skip
+def _merge(a, cfg):
+    from ifl.train.merge import merge_llm
+
+    print(json.dumps(merge_llm(a.vlm, a.llm, a.alpha, a.out)))
+
+
+@command("remedies-generate", ("--model", REQ), ("--tasks", REQ), ("--name", REQ), ("--out", REQ))
+def _generate(a, cfg):
+    from ifl import generate
+    from ifl.remedies import eval_tasks
+
+    g = cfg["generate"]
+    model, processor = generate.load_vlm(a.model, _device(cfg))
+    q = generate.queries(eval_tasks(pd.read_parquet(a.tasks), cfg))
+    generate.run(
+        model,
+        processor,
+        q,
+        a.out,
+        batch_size=g["batch_size"],
+        max_new_tokens=g["max_new_tokens"],
+        do_sample=g["do_sample"],
+        temperature=g["temperature"],
+        seed=cfg["seed"],
+        model_name=a.name,
+    )
+
+
+@command(
+    "remedies-base", ("--generations", {"nargs": "+", **REQ}), ("--tasks", REQ), ("--out", REQ)
+)
+def _base(a, cfg):
+    from ifl.io import write_parquet
+    from ifl.remedies import eval_tasks
+
+    gens = pd.concat([pd.read_parquet(p) for p in a.generations], ignore_index=True)
+    keep = set(eval_tasks(pd.read_parquet(a.tasks), cfg)["task_id"])
+    base = gens[gens["task_id"].isin(keep)].assign(model="base")
+    write_parquet(
+        base.sort_values(["task_id", "condition"], kind="stable").reset_index(drop=True), a.out
+    )
+
+
+@command(
+    "remedies-label", ("--generations", {"nargs": "+", **REQ}), ("--tasks", REQ), ("--out", REQ)
+)
+def _label(a, cfg):
+    from ifl import lid
+    from ifl.io import write_parquet
+    from ifl.judge import make_judge
+    from ifl.remedies import labelled_table
+
+    gens = pd.concat([pd.read_parquet(p) for p in a.generations], ignore_index=True)
+    path = cfg["lid"]["model"] or lid.default_lid176_path()
+    measured = lid.measure(gens, lid.LanguageIdentifier(path, kind=cfg["lid"]["kind"]))
+    g = cfg["gold"]
+    df = labelled_table(
+        measured,
+        pd.read_parquet(a.tasks),
+        make_judge(cfg["judge"]),
+        gold_size=cfg["remedies"]["gold_size"],
+        multipliers=g["multipliers"],
+        seed=cfg["seed"] + 60,
+        oracle=g["annotator"] == "oracle",
+    )
+    write_parquet(df, a.out)
+
+
+@command("remedies-tables", ("--labelled", REQ), ("--out", REQ))
+def _tables(a, cfg):
+    from ifl.io import write_csv
+    from ifl.remedies import base_entry, remedy_table, variants
+
+    d = cfg["dsl"]
+    table = remedy_table(
+        pd.read_parquet(a.labelled),
+        variants(cfg),
+        base_model=base_entry(cfg)["name"],
+        folds=d["folds"],
+        splits=d["splits"],
+        learner=d["learner"],
+        seed=cfg["seed"],
+    )
+    write_csv(table, a.out)
+
+
+@command("remedies-gap", ("--models", {"nargs": "+", **REQ}), ("--names", {"nargs": "+", **REQ}),
+         ("--tasks", REQ), ("--out", REQ))  # fmt: skip
+def _gap(a, cfg):
+    from PIL import Image
+
+    from ifl import generate
+    from ifl.io import write_csv
+    from ifl.models.prompts import prompt
+    from ifl.remedies import eval_tasks, gap_features, gap_points
+
+    if len(a.models) != len(a.names):
+        raise ValueError(f"{len(a.models)} models but {len(a.names)} names")
+    gap = cfg["remedies"]["gap"]
+    tasks = eval_tasks(pd.read_parquet(a.tasks), cfg)
+    tasks = tasks[tasks["benchmark"] != "MultiQ"]  # its image is unrelated to the question
+    if tasks.empty:
+        raise ValueError("remedies.eval has no task with a related image for the modality gap")
+    rng = np.random.default_rng(cfg["seed"] + 70)
+    n = min(gap["max_points"], len(tasks))
+    tasks = tasks.iloc[np.sort(rng.choice(len(tasks), size=n, replace=False))]
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in tasks["image"]]
+    prompts = [prompt(q, image=True) for q in tasks["question"]]
+    device = _device(cfg)
+    parts = []
+    for path, name in zip(a.models, a.names, strict=True):
+        model, processor = generate.load_vlm(path, device)
+        img, txt = gap_features(model, processor, prompts, tasks["question"].tolist(), images)
+        parts.append(gap_points(img, txt, variant=name, seed=cfg["seed"], method=gap["method"]))
+    write_csv(pd.concat(parts, ignore_index=True), a.out)

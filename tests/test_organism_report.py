@@ -1,0 +1,57 @@
+"""Organism quality helpers and the DAG bookkeeping readers."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pandas as pd
+import pytest
+
+from ifl.dag import benchmark_table, job_counts
+from ifl.organism_report import lid_rates, loss_curves, run_span_minutes
+from ifl.world.oracle import oracle_language
+
+
+def test_lid_rates_with_the_oracle_as_identifier_are_perfect_on_sentences():
+    rates = lid_rates(lambda texts: [oracle_language(t) for t in texts], ["de", "ja"], n=20)
+    sentences = rates[rates["kind"] != "answer"]
+    assert (sentences["rate"] == 1.0).all()
+    wrong = lid_rates(lambda texts: ["en"] * len(texts), ["de"], n=5)
+    assert (wrong["rate"] == 0.0).all()
+
+
+def test_run_span_and_benchmark_table(tmp_path):
+    now = time.time()
+    for name, secs, end in (
+        ("stage2-a-b-en", 60.0, now),
+        ("stage2-a-b-zh", 30.0, now - 100),
+        ("tasks", 5.0, now - 500),
+    ):
+        path = tmp_path / f"{name}.tsv"
+        path.write_text(f"s\th:m:s\tmax_rss\n{secs}\t0:00:00\t123.4\n")
+        os.utime(path, (end, end))
+    assert run_span_minutes(tmp_path) == pytest.approx(505 / 60, abs=1e-6)
+    table = benchmark_table(tmp_path).set_index("rule")
+    assert table.loc["stage2", "jobs"] == 2 and table.loc["stage2", "seconds"] == 90.0
+    assert table.index[0] == "stage2"
+    with pytest.raises(ValueError, match="no benchmark files"):
+        run_span_minutes(tmp_path / "none")
+
+
+def test_job_counts_parses_the_dry_run_table():
+    text = "Building DAG of jobs...\nJob stats:\njob      count\n-----  -------\nstage2      14\ngenerate    28\ntotal       42\n\nReasons:"
+    assert job_counts(text) == {"stage2": 14, "generate": 28}
+    with pytest.raises(ValueError):
+        job_counts("nothing")
+
+
+def test_loss_curves(tmp_path):
+    (tmp_path / "m1").mkdir()
+    pd.DataFrame({"stage": "s", "step": [0, 1], "loss": [2.0, 1.0]}).to_csv(
+        tmp_path / "m1" / "loss.csv", index=False
+    )
+    curves = loss_curves([tmp_path / "m1", tmp_path / "missing"])
+    assert list(curves["model"].unique()) == ["m1"]
+    with pytest.raises(ValueError):
+        loss_curves([tmp_path / "missing"])

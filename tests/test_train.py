@@ -1,0 +1,200 @@
+"""Organism training: bit-identical reruns, batch encoding, the lr schedule and the loop's guards."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from _organism_fixtures import LANGUAGES, LLM_ARCH, N_IMAGE_TOKENS, Organism, organism
+from PIL import Image
+from safetensors.torch import load_file
+from transformers import AutoTokenizer, LlavaProcessor
+
+from ifl.data.organism import render_scenes, visual_instructions, visual_items
+from ifl.models.prompts import IMAGE_TOKEN, prompt, target
+from ifl.train.batches import collate, encode
+from ifl.train.loop import cosine_lr, fit
+from ifl.train.organism import pixel_tensor, pretrain_llm, stage2
+
+torch.set_num_threads(1)
+CPU = torch.device("cpu")
+SCHEDULE = {"steps": 3, "batch_size": 4, "lr": 1e-3}
+
+
+@pytest.fixture(scope="session")
+def org(tmp_path_factory: pytest.TempPathFactory) -> Organism:
+    return organism(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def tok(org: Organism):
+    return AutoTokenizer.from_pretrained(org.tokenizer_dir)
+
+
+def _weights(directory: Path) -> dict[str, torch.Tensor]:
+    return load_file(directory / "model.safetensors")
+
+
+def _assert_same_checkpoint(a: Path, b: Path) -> None:
+    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert (a / "loss.csv").read_text() == (b / "loss.csv").read_text()
+
+
+def _changed(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> set[str]:
+    return {k for k in a if not torch.equal(a[k], b[k])}
+
+
+# --- determinism -------------------------------------------------------------------------------
+
+
+def test_pretrain_llm_is_bit_identical_for_a_seed(org: Organism, tmp_path: Path) -> None:
+    mix = dict.fromkeys(LANGUAGES, 1.0)
+
+    def train(name: str, seed: int) -> Path:
+        pretrain_llm(org.tokenizer_dir, org.scenes, mix, LLM_ARCH, SCHEDULE, tmp_path / name,
+                     seed=seed, device=CPU)  # fmt: skip
+        return tmp_path / name
+
+    a, b, other = train("a", 3), train("b", 3), train("other", 4)
+    _assert_same_checkpoint(a, b)
+    assert _changed(_weights(a), _weights(other))  # the seed matters, so the check can fail
+    curve = pd.read_csv(a / "loss.csv")
+    assert len(curve) == SCHEDULE["steps"] and np.isfinite(curve["loss"]).all()
+
+
+def test_stage2_is_bit_identical_for_a_seed(org: Organism, tmp_path: Path) -> None:
+    pixels = pixel_tensor(render_scenes(org.scenes, 32), 32)
+    items = visual_items(org.scenes, 16, seed=5)
+    instructions = visual_instructions(items, "de", error_rate=0.05, seed=5)
+
+    def train(name: str, seed: int) -> Path:
+        stage2(org.vlm_dir, pixels, instructions, org.scenes, 0.25, SCHEDULE, tmp_path / name,
+               seed=seed, device=CPU)  # fmt: skip
+        return tmp_path / name
+
+    a, b, other = train("a", 3), train("b", 3), train("other", 4)
+    _assert_same_checkpoint(a, b)
+    assert _changed(_weights(a), _weights(other))
+    # projector and LLM train; the vision tower stays frozen
+    changed = _changed(_weights(org.vlm_dir), _weights(a))
+    assert changed and not any("vision_tower" in k for k in changed)
+    assert any("multi_modal_projector" in k for k in changed)
+    assert any("language_model" in k for k in changed)
+    assert LlavaProcessor.from_pretrained(a).tokenizer.get_vocab() == (
+        LlavaProcessor.from_pretrained(org.vlm_dir).tokenizer.get_vocab()
+    )
+
+
+# --- encode / collate --------------------------------------------------------------------------
+
+
+def test_labels_cover_the_target_only(tok) -> None:
+    prompts = [prompt("What colour is the circle?", image=False, description="A red circle."),
+               prompt("Hi", image=False)]  # fmt: skip
+    targets = [target("red"), target("a much longer answer with several words")]
+    enc = encode(tok, prompts, targets)
+    batch = collate(enc, np.array([0, 1]), tok.pad_token_id)
+    ids, labels, mask = batch["input_ids"], batch["labels"], batch["attention_mask"]
+    assert ids.shape == labels.shape == mask.shape
+    for j in range(2):
+        n, start = len(enc.ids[j]), int(enc.target_start[j])
+        assert ids[j, 0] == tok.bos_token_id and mask[j, :n].all() and not mask[j, n:].any()
+        assert (labels[j, :start] == -100).all() and (labels[j, n:] == -100).all()  # prompt, pad
+        assert torch.equal(labels[j, start:n], ids[j, start:n])
+        assert (ids[j, n:] == tok.pad_token_id).all()  # right padding
+        assert tok.decode(labels[j, start:n]) == targets[j]
+    # the short example is padded, so the padding case was exercised
+    assert len(enc.ids[0]) != len(enc.ids[1])
+
+
+def test_loss_on_prompt_covers_all_but_bos(tok) -> None:
+    enc = encode(tok, [prompt("Hi", image=False)], [target("yes")])
+    batch = collate(enc, np.array([0]), tok.pad_token_id, loss_on_prompt=True)
+    assert batch["labels"][0, 0] == -100
+    assert torch.equal(batch["labels"][0, 1:], batch["input_ids"][0, 1:])
+
+
+def test_image_token_is_expanded_as_the_processor_does(org: Organism, tok) -> None:
+    p = prompt("How many circles are there?", image=True)
+    enc = encode(tok, [p, p], [target("two"), target("three")], image_tokens=N_IMAGE_TOKENS,
+                 image=[4, -1])  # fmt: skip
+    image_id = tok.convert_tokens_to_ids(IMAGE_TOKEN)
+    assert int((enc.ids[0] == image_id).sum()) == N_IMAGE_TOKENS
+    assert enc.image.tolist() == [4, -1]
+    # training sees exactly the prompt ids that inference feeds the model
+    processor = LlavaProcessor.from_pretrained(org.vlm_dir)
+    image = Image.fromarray(np.zeros((32, 32, 3), dtype=np.uint8))
+    at_inference = processor(text=[p], images=[image], return_tensors="pt")["input_ids"][0]
+    assert enc.ids[0][: enc.target_start[0]].tolist() == at_inference.tolist()
+
+
+def test_encode_truncates_and_checks_lengths(tok) -> None:
+    enc = encode(tok, [prompt("Describe this image in detail.", image=False)], [target("x")],
+                 max_len=5)  # fmt: skip
+    assert len(enc.ids[0]) == 5 and enc.target_start[0] == 5
+    assert (collate(enc, np.array([0]), tok.pad_token_id)["labels"] == -100).all()
+    with pytest.raises(ValueError, match="2 prompts but 1 targets"):
+        encode(tok, ["a", "b"], ["c"])
+
+
+# --- the lr schedule and the loop --------------------------------------------------------------
+
+
+def test_cosine_lr_warms_up_then_decays_to_a_tenth() -> None:
+    steps, peak, warmup = 200, 2.0, 0.05
+    n_warm = int(steps * warmup)
+    lrs = np.array([cosine_lr(s, steps, peak, warmup) for s in range(steps + 1)])
+    np.testing.assert_allclose(lrs[:n_warm], peak * np.arange(1, n_warm + 1) / n_warm)
+    assert lrs[n_warm - 1] == pytest.approx(peak) and lrs[n_warm] == pytest.approx(peak)
+    assert (np.diff(lrs[n_warm:]) <= 0).all()
+    mid = n_warm + (steps - n_warm) // 2  # cos(pi/2) = 0: halfway between peak and floor
+    assert lrs[mid] == pytest.approx(peak * (0.1 + 0.45))
+    assert lrs[steps] == pytest.approx(0.1 * peak)
+    assert lrs.min() >= 0.1 * peak - 1e-12
+    assert cosine_lr(0, 3, 1.0) == pytest.approx(1.0)  # at least one warm-up step
+
+
+def test_fit_minimises_a_quadratic_reproducibly() -> None:
+    def run() -> tuple[torch.Tensor, pd.DataFrame]:
+        w = torch.nn.Parameter(torch.zeros(3))
+        truth = torch.tensor([1.0, -2.0, 0.5])
+
+        def loss_fn(rng: np.random.Generator) -> torch.Tensor:
+            noise = torch.from_numpy(rng.normal(0, 0.01, 3).astype(np.float32))
+            return ((w - truth - noise) ** 2).sum()
+
+        curve = fit([w], loss_fn, steps=300, lr=0.05, seed=0, desc="quadratic")
+        return w.detach(), curve
+
+    (w1, c1), (w2, c2) = run(), run()
+    torch.testing.assert_close(w1, torch.tensor([1.0, -2.0, 0.5]), atol=0.05, rtol=0)
+    assert torch.equal(w1, w2)
+    pd.testing.assert_frame_equal(c1, c2)
+    assert list(c1.columns) == ["stage", "step", "loss"] and len(c1) == 300
+    assert c1["loss"].iloc[-1] < c1["loss"].iloc[0] / 100
+
+
+def test_fit_raises_on_a_nan_loss() -> None:
+    w = torch.nn.Parameter(torch.ones(2))
+    calls = []
+
+    def loss_fn(rng: np.random.Generator) -> torch.Tensor:
+        calls.append(1)
+        return (w**2).sum() * (math.nan if len(calls) == 3 else 1.0)
+
+    with pytest.raises(FloatingPointError, match="nan-test.*nan.*step 2"):
+        fit([w], loss_fn, steps=10, lr=0.1, seed=0, desc="nan-test")
+    assert len(calls) == 3
+
+
+def test_fit_needs_a_trainable_parameter() -> None:
+    frozen = torch.nn.Parameter(torch.ones(2), requires_grad=False)
+    with pytest.raises(ValueError, match="frozen-test"):
+        fit([frozen], lambda rng: frozen.sum(), steps=1, lr=0.1, seed=0, desc="frozen-test")
