@@ -15,10 +15,19 @@ DOT = """digraph snakemake_dag {
 
 
 def test_summary_markdown_renders_nested_figures():
-    md = summary_markdown({"run_name": "x", "fidelity": {"m1": {"image": 0.5, "text": 0.75}}})
+    ci = {"estimate": -0.1, "ci_low": -0.2, "ci_high": 0.05}
+    md = summary_markdown(
+        {
+            "run_name": "x",
+            "fidelity": {"m1": {"image": 0.5, "text": 0.75}},
+            "prevalence": {"ifl": {"m1": {"MaXM": ci}}},
+            "organism": {"lid_rate": {"de": 1.0}, "minutes_total": 12.5},
+        }
+    )
     assert "- **run_name**: x" in md
-    assert "| | image | text |" in md
-    assert "| m1 | 0.500 | 0.750 |" in md
+    assert "| | image | text |" in md and "| m1 | 0.500 | 0.750 |" in md
+    assert "#### ifl" in md and "| m1 | -0.100 [-0.200, +0.050] |" in md
+    assert "#### lid_rate" in md and "- **minutes_total**: 12.500" in md
 
 
 def test_rulegraph_parse_and_draw(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -57,7 +58,7 @@ def test_slurm_profile_dry_run_lists_jobs_with_resources(tmp_path):
     res = _run(["-n", "--cores", "all", "--profile", "slurm"], proj)
     assert res.returncode == 0, res.stderr
     out = res.stdout + res.stderr
-    assert "stage2                  14" in out
+    assert re.search(r"^stage2\s+14$", out, re.MULTILINE), out[-3000:]
     assert "mem_mb=3000" in out and "runtime=30" in out
 
 

@@ -21,42 +21,65 @@ SUMMARY_MARKER = "<!-- summary -->"
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, Mapping) and {"estimate", "ci_low", "ci_high"} <= set(value):
+        return f"{value['estimate']:+.3f} [{value['ci_low']:+.3f}, {value['ci_high']:+.3f}]"
+    if value is None:
+        return "–"
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def summary_markdown(summary: Mapping[str, Any]) -> str:
-    """Markdown for the front page: one table per chapter of summary.json.
+def _is_leaf(value: Any) -> bool:
+    return not isinstance(value, Mapping) or {"estimate", "ci_low", "ci_high"} <= set(value)
 
-    Nested mappings become rows (outer keys) by columns (inner keys); deeper levels are
-    flattened into ``a / b`` column names, so any chapter's figures render without special code.
-    """
-    parts = []
-    for chapter, figures in summary.items():
-        if not isinstance(figures, Mapping):
-            parts.append(f"- **{chapter}**: {_fmt(figures)}")
-            continue
-        rows: dict[str, dict[str, Any]] = {}
-        for row, value in figures.items():
-            rows[row] = dict(_flatten(value)) if isinstance(value, Mapping) else {"value": value}
-        cols = sorted({c for r in rows.values() for c in r})
-        lines = [
-            f"### {chapter}",
-            "",
-            "| | " + " | ".join(cols) + " |",
-            "|---" * (len(cols) + 1) + "|",
+
+def _table(title: str, figures: Mapping[str, Any], level: int) -> str:
+    """One markdown table (rows x columns) per mapping of mappings; recurse deeper."""
+    head = f"{'#' * level} {title}\n\n"
+    if all(_is_leaf(v) for v in figures.values()):  # a single row: keys are columns
+        cols = list(figures)
+        return (
+            head
+            + "| "
+            + " | ".join(cols)
+            + " |\n"
+            + "|---" * len(cols)
+            + "|\n| "
+            + " | ".join(_fmt(figures[c]) for c in cols)
+            + " |\n"
+        )
+    if all(
+        isinstance(v, Mapping) and all(_is_leaf(x) for x in v.values()) for v in figures.values()
+    ):
+        cols = sorted({c for v in figures.values() for c in v})
+        lines = ["| | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        lines += [
+            f"| {r} | " + " | ".join(_fmt(v.get(c, "")) for c in cols) + " |"
+            for r, v in figures.items()
         ]
-        for row, vals in rows.items():
-            lines.append(f"| {row} | " + " | ".join(_fmt(vals.get(c, "")) for c in cols) + " |")
-        parts.append("\n".join(lines))
+        return head + "\n".join(lines) + "\n"
+    parts = [head.rstrip()]
+    for key, value in figures.items():
+        parts.append(
+            _table(key, value, level + 1)
+            if isinstance(value, Mapping)
+            else f"- **{key}**: {_fmt(value)}"
+        )
     return "\n\n".join(parts) + "\n"
 
 
-def _flatten(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out = []
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        out += _flatten(v, key + " / ") if isinstance(v, Mapping) else [(key, v)]
-    return out
+def summary_markdown(summary: Mapping[str, Any]) -> str:
+    """Markdown for the front page: the figures of every chapter of summary.json.
+
+    Each chapter becomes a section; nested mappings become tables (outer keys as rows, inner
+    keys as columns), estimates with intervals print as ``estimate [low, high]``.
+    """
+    parts = []
+    for chapter, figures in summary.items():
+        if isinstance(figures, Mapping):
+            parts.append(_table(chapter, figures, 3))
+        else:
+            parts.append(f"- **{chapter}**: {_fmt(figures)}")
+    return "\n\n".join(parts) + "\n"
 
 
 def stage(src: Path, run_dir: Path, notebooks: Sequence[Path], out: Path) -> None:

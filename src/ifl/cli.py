@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ifl import config as config_mod
+from ifl.runtime import from_config
 
 log = logging.getLogger("ifl")
 COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, dict], None], list[tuple]]] = {}
@@ -30,12 +31,6 @@ def command(name: str, *args: tuple):
         return fn
 
     return wrap
-
-
-def _device(cfg: dict):
-    from ifl.runtime import setup
-
-    return setup(cfg["device"], cfg["threads"], cfg["seed"])
 
 
 def _scenes(corpus: Path) -> list:
@@ -157,7 +152,7 @@ def _pretrain_llm(a, cfg):
         org["pretrain_llm"],
         Path(a.out),
         seed=cfg["seed"] + 10,
-        device=_device(cfg),
+        device=from_config(cfg),
     )
 
 
@@ -172,7 +167,7 @@ def _pretrain_vision(a, cfg):
     from ifl.train.organism import pretrain_vision
 
     org, corpus = cfg["organism"], Path(a.corpus)
-    device = _device(cfg)
+    device = from_config(cfg)
     caps = [
         t.removesuffix("</s>").strip()
         for t in pd.read_parquet(corpus / "captions.parquet")["target"]
@@ -203,7 +198,7 @@ def _stage1(a, cfg):
     from ifl.train.organism import stage1
 
     corpus = Path(a.corpus)
-    device = _device(cfg)
+    device = from_config(cfg)
     stage1(
         Path(a.llm),
         Path(a.vision),
@@ -227,7 +222,7 @@ def _stage2(a, cfg):
     from ifl.train.organism import stage2
 
     corpus, org = Path(a.corpus), cfg["organism"]
-    device = _device(cfg)
+    device = from_config(cfg)
     stage2(
         Path(a.stage1),
         _pixels(corpus, cfg),
@@ -253,20 +248,15 @@ def _stage2(a, cfg):
 def _generate(a, cfg):
     from ifl import generate
 
-    g = cfg["generate"]
-    model, processor = generate.load_vlm(a.model, _device(cfg))
+    model, processor = generate.load_vlm(a.model, from_config(cfg))
     q = generate.shard(generate.queries(pd.read_parquet(a.tasks)), a.shard, a.shards)
     generate.run(
         model,
         processor,
         q,
         a.out,
-        batch_size=g["batch_size"],
-        max_new_tokens=g["max_new_tokens"],
-        do_sample=g["do_sample"],
-        temperature=g["temperature"],
-        seed=cfg["seed"],
         model_name=a.name,
+        **generate.settings(cfg),
     )
 
 
@@ -435,7 +425,7 @@ def _organism_report(a, cfg):
     from ifl.io import write_csv
     from ifl.organism_report import lid_rates, llm_text_fidelity, loss_curves, vlm_accuracy
 
-    out, device = Path(a.out_dir), _device(cfg)
+    out, device = Path(a.out_dir), from_config(cfg)
     tasks = pd.read_parquet(a.tasks)
     identifier = lid.LanguageIdentifier(
         cfg["lid"]["model"] or lid.default_lid176_path(), kind=cfg["lid"]["kind"]

@@ -39,6 +39,18 @@ def load_vlm(path: str | Path, device: torch.device, *, trust_remote_code: bool 
     return model.to(device).eval(), processor
 
 
+def settings(cfg: Mapping) -> dict:
+    """The generation keyword arguments of :func:`run` from a validated config."""
+    g = cfg["generate"]
+    return {
+        "batch_size": g["batch_size"],
+        "max_new_tokens": g["max_new_tokens"],
+        "do_sample": g["do_sample"],
+        "temperature": g["temperature"],
+        "seed": cfg["seed"],
+    }
+
+
 def queries(tasks: pd.DataFrame, conditions: tuple[str, ...] = CONDITIONS) -> pd.DataFrame:
     """One row per (task, condition): the prompt and, in the image condition, the image path."""
     rows = []
@@ -168,8 +180,12 @@ def run(
     out_path = Path(out_path)
     part = out_path.with_name(out_path.name + ".part")
     settings = {
-        "batch_size": batch_size, "max_new_tokens": max_new_tokens, "do_sample": do_sample,
-        "temperature": temperature, "seed": seed, "intervention": intervention,
+        "batch_size": batch_size,
+        "max_new_tokens": max_new_tokens,
+        "do_sample": do_sample,
+        "temperature": temperature,
+        "seed": seed,
+        "intervention": intervention,
         "checkpoint_every": CHECKPOINT_EVERY,
     }
     stamp, fingerprint = part / "fingerprint.txt", _fingerprint(model, q, settings)

@@ -8,16 +8,11 @@ import numpy as np
 import pandas as pd
 
 from ifl.cli import command
+from ifl.runtime import from_config
 
 REQ = {"required": True}
 # Items per language whose tokens enter the 2-D projection (all of them on the organism).
 PROJECTION_TASKS_PER_LANGUAGE = 24
-
-
-def _device(cfg: dict):
-    from ifl.runtime import setup
-
-    return setup(cfg["device"], cfg["threads"], cfg["seed"])
 
 
 def _identifier(cfg: dict):
@@ -51,8 +46,8 @@ def _steer(a, cfg):
     from ifl import generate, inside
     from ifl.models.layers import num_layers
 
-    st, g = cfg["steering"], cfg["generate"]
-    model, processor = generate.load_vlm(a.model, _device(cfg))
+    st = cfg["steering"]
+    model, processor = generate.load_vlm(a.model, from_config(cfg))
     n = num_layers(model)
     if a.study == "remedy":
         runs, benchmarks = inside.remedy_runs(st, n), st["benchmarks"]
@@ -66,12 +61,8 @@ def _steer(a, cfg):
         pd.read_parquet(a.questions),
         runs,
         a.out,
-        batch_size=g["batch_size"],
-        max_new_tokens=g["max_new_tokens"],
-        do_sample=g["do_sample"],
-        temperature=g["temperature"],
-        seed=cfg["seed"],
         model_name=a.name,
+        **generate.settings(cfg),
     )
 
 
@@ -137,7 +128,7 @@ def _cka(a, cfg):
     if len(images) < 4:
         raise ValueError(f"CKA needs at least 4 images, {a.images} has {len(images)}")
     prompts = inside.cka_prompts(len(images), cfg["languages"])
-    device = _device(cfg)
+    device = from_config(cfg)
     pooled = []
     for path in (a.model_a, a.model_b):
         model, processor = generate.load_vlm(path, device)
@@ -183,7 +174,7 @@ def _project(a, cfg):
         .head(PROJECTION_TASKS_PER_LANGUAGE)
         .drop(columns="_en")
     )
-    model, processor = generate.load_vlm(a.model, _device(cfg))
+    model, processor = generate.load_vlm(a.model, from_config(cfg))
     n = num_layers(model)
     # state index k = the output of decoder layer k - 1 (0 = the input embeddings)
     steer_state = inside.resolve_layer(st["layer"], n) + 1

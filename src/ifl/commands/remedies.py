@@ -10,14 +10,9 @@ import numpy as np
 import pandas as pd
 
 from ifl.cli import command
+from ifl.runtime import from_config
 
 REQ = {"required": True}
-
-
-def _device(cfg: dict):
-    from ifl.runtime import setup
-
-    return setup(cfg["device"], cfg["threads"], cfg["seed"])
 
 
 def _scenes(corpus: Path) -> list:
@@ -70,7 +65,7 @@ def _train(a, cfg):
 
     spec = _trained(cfg, a.variant)
     corpus, org = Path(a.corpus), cfg["organism"]
-    device = _device(cfg)
+    device = from_config(cfg)
     pixels = pixel_tensor(np.load(corpus / "images.npy"), org["image_size"])
     stage2_phased(
         Path(a.stage1),
@@ -97,20 +92,15 @@ def _generate(a, cfg):
     from ifl import generate
     from ifl.remedies import eval_tasks
 
-    g = cfg["generate"]
-    model, processor = generate.load_vlm(a.model, _device(cfg))
+    model, processor = generate.load_vlm(a.model, from_config(cfg))
     q = generate.queries(eval_tasks(pd.read_parquet(a.tasks), cfg))
     generate.run(
         model,
         processor,
         q,
         a.out,
-        batch_size=g["batch_size"],
-        max_new_tokens=g["max_new_tokens"],
-        do_sample=g["do_sample"],
-        temperature=g["temperature"],
-        seed=cfg["seed"],
         model_name=a.name,
+        **generate.settings(cfg),
     )
 
 
@@ -194,7 +184,7 @@ def _gap(a, cfg):
     tasks = tasks.iloc[np.sort(rng.choice(len(tasks), size=n, replace=False))]
     images = [np.asarray(Image.open(p).convert("RGB")) for p in tasks["image"]]
     prompts = [prompt(q, image=True) for q in tasks["question"]]
-    device = _device(cfg)
+    device = from_config(cfg)
     parts = []
     for path, name in zip(a.models, a.names, strict=True):
         model, processor = generate.load_vlm(path, device)
