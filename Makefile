@@ -28,6 +28,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv and install the project (once)
 
 book: $(STAMP) ## run the DAG on $(CONFIG) and build book/_build/html
+	@# A run killed with SIGKILL leaves Snakemake's lock behind: drop it when no snakemake runs.
+	@pgrep -f '[s]nakemake --cores' >/dev/null || $(VENV)/bin/snakemake --unlock --cores 1 --configfile $(CONFIG) -q >/dev/null 2>&1 || true
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG) --rerun-incomplete
 	@echo "book: $(abspath book/_build/html/index.html)"
 
