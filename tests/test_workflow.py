@@ -94,7 +94,9 @@ def test_smoke_run_builds_the_book_and_is_idempotent(tmp_path):
     (proj / "tests/configs/smoke.yaml").write_text(cfg)
     dry = _run(args + ["-n", "--quiet", "rules"], proj)
     jobs = dry.stdout + dry.stderr
-    assert re.search(r"^notebook\s+1$", jobs, re.MULTILINE) and re.search(r"^book\s+1$", jobs, re.MULTILINE)
+    assert re.search(r"^notebook\s+1$", jobs, re.MULTILINE) and re.search(
+        r"^book\s+1$", jobs, re.MULTILINE
+    )
     assert "stage2" not in jobs and "generate" not in jobs
 
 
@@ -130,7 +132,12 @@ def test_killed_run_resumes_to_identical_tables(tmp_path):
     proc.wait()
     assert not (killed / "results/smoke/summary.json").exists()
     # What `make book` does before running: drop the lock a killed run left (no snakemake alive).
-    assert _run(["--unlock", "--cores", "1", "--configfile", "tests/configs/smoke.yaml"], killed).returncode == 0
+    assert (
+        _run(
+            ["--unlock", "--cores", "1", "--configfile", "tests/configs/smoke.yaml"], killed
+        ).returncode
+        == 0
+    )
     res = _run(args, killed)
     assert res.returncode == 0, res.stderr[-3000:]
     for name in TABLES:
