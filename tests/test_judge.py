@@ -80,3 +80,27 @@ def test_unreachable_endpoint_and_bad_kind():
         OpenAIJudge("http://127.0.0.1:9", "m", timeout=2)._ask("x")
     with pytest.raises(ValueError, match="unknown judge kind 'gpt'"):
         make_judge({"kind": "gpt"})
+
+
+def test_hf_judge_runs_a_local_causal_lm(tmp_path):
+    """The local Hugging Face judge end to end on a tiny random model saved to disk."""
+    from ifl.judge import HFJudge
+    from ifl.models.tiny import build_llm, train_tokenizer
+
+    tok = train_tokenizer(["correct incorrect Question Ground truth Completion red blue"] * 50, 300)
+    # A plain string-content template, as instruct models ship.
+    tok.chat_template = "{% for m in messages %}USER: {{ m['content'] }}{% endfor %} ASSISTANT:"
+    model = build_llm(tok, {"hidden": 16, "layers": 1, "heads": 2, "intermediate": 32}, seed=0)
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    judge = make_judge({"kind": "hf", "model": str(tmp_path)})
+    assert isinstance(judge, HFJudge)
+    # A random model says anything: one parsed verdict (or None) per item, deterministically.
+    first = judge(["What colour?", "What colour?"], ["red", "red"], ["red", "blue"])
+    assert len(first) == 2 and all(v in (True, False, None) for v in first)
+    assert judge(["What colour?"], ["red"], ["red"]) == first[:1]
+    judge.tok.chat_template = None  # models without a template get the bare prompt
+    assert len(judge(["q"], ["red"], ["red"])) == 1
+    replies = iter([" correct.", "Incorrect", "no idea"])
+    judge._reply = lambda prompt: next(replies)
+    assert judge(["q"] * 3, ["red"] * 3, ["red", "blue", "x"]) == [True, False, None]

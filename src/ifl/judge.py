@@ -122,25 +122,33 @@ class HFJudge:
         )
         self.max_new_tokens = max_new_tokens
 
-    def __call__(self, questions, references, completions):
+    def _reply(self, prompt: str) -> str:
+        """The model's greedy continuation of the grading prompt."""
         import torch
 
-        out = []
-        for q, r, c in zip(questions, references, completions, strict=True):
-            messages = [{"role": "user", "content": judge_prompt(q, r, c)}]
-            if self.tok.chat_template:
-                ids = self.tok.apply_chat_template(
-                    messages, add_generation_prompt=True, return_tensors="pt"
-                )
-            else:
-                ids = self.tok(messages[0]["content"], return_tensors="pt")["input_ids"]
-            ids = ids.to(self.model.device)
-            with torch.inference_mode():
-                gen = self.model.generate(ids, max_new_tokens=self.max_new_tokens, do_sample=False)
-            out.append(
-                parse_verdict(self.tok.decode(gen[0, ids.shape[1] :], skip_special_tokens=True))
+        messages = [{"role": "user", "content": prompt}]
+        if self.tok.chat_template:
+            ids = self.tok.apply_chat_template(
+                messages, add_generation_prompt=True, return_tensors="pt"
             )
-        return out
+            ids = ids["input_ids"] if hasattr(ids, "keys") else ids
+        else:
+            ids = self.tok(prompt, return_tensors="pt")["input_ids"]
+        ids = ids.to(self.model.device)
+        with torch.inference_mode():
+            gen = self.model.generate(
+                ids,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tok.pad_token_id or self.tok.eos_token_id,
+            )
+        return self.tok.decode(gen[0, ids.shape[1] :], skip_special_tokens=True)
+
+    def __call__(self, questions, references, completions):
+        return [
+            parse_verdict(self._reply(judge_prompt(q, r, c)))
+            for q, r, c in zip(questions, references, completions, strict=True)
+        ]
 
 
 def make_judge(cfg: Mapping[str, Any]) -> Judge:
