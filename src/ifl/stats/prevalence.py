@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
 from ifl.stats.dsl import DSLResult, dsl, naive_proxy
@@ -209,8 +208,3 @@ def design_effects(
     }
     table = res.table.assign(term=res.table["term"].map(names), language=target)
     return table[["language", "term", "estimate", "se", "ci_low", "ci_high", "p_value"]]
-
-
-def labelled_share(labelled: pd.DataFrame, outcome: str = "fidelity_gold") -> float:
-    """Share of rows carrying a gold label."""
-    return float(np.isfinite(labelled[outcome].to_numpy(dtype=float)).mean())
