@@ -4,19 +4,43 @@
 #   snakemake --cores all                       # embedded default (config.yaml), CPU, offline
 #   snakemake --cores all --profile slurm       # the same DAG on a SLURM cluster
 #   snakemake --cores all --configfile config/paper.yaml --profile slurm   # paper preset
+#
+# The config's `preset` picks the upstream rules (data, translation, training, generation):
+# the organism's synthetic world, or the paper's hub checkpoints and benchmarks. From the
+# generations on (measurement, DSL, steering, notebooks, book) both share the same rules.
 
 configfile: "config.yaml"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/translate.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/generate.smk"
+
+
+if PRESET == "organism":
+
+    include: "workflow/rules/data.smk"
+    include: "workflow/rules/translate.smk"
+    include: "workflow/rules/train.smk"
+    include: "workflow/rules/generate.smk"
+
+else:
+
+    include: "workflow/rules/paper_common.smk"
+    include: "workflow/rules/paper_download.smk"
+    include: "workflow/rules/paper_data.smk"
+    include: "workflow/rules/paper_train.smk"
+    include: "workflow/rules/paper_generate.smk"
+
+
 include: "workflow/rules/measure.smk"
 include: "workflow/rules/analyse.smk"
 include: "workflow/rules/inside.smk"
-include: "workflow/rules/remedies.smk"
+
+
+if PRESET == "organism":
+
+    include: "workflow/rules/remedies.smk"
+
+
 include: "workflow/rules/book.smk"
 
 

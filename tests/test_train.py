@@ -9,16 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from _organism_fixtures import LANGUAGES, LLM_ARCH, N_IMAGE_TOKENS, Organism, organism
+from _organism_fixtures import IMAGE_SIZE, LANGUAGES, LLM_ARCH, N_IMAGE_TOKENS, Organism, organism
 from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, LlavaProcessor
 
 from ifl.data.organism import render_scenes, visual_instructions, visual_items
 from ifl.models.prompts import IMAGE_TOKEN, prompt, target
-from ifl.train.batches import collate, encode
+from ifl.train.batches import LengthBatches, collate, encode, lengths
 from ifl.train.loop import cosine_lr, fit
-from ifl.train.organism import pixel_tensor, pretrain_llm, stage2
+from ifl.train.organism import pixel_tensor, pretrain_llm, stage2, target_loss
 
 torch.set_num_threads(1)
 CPU = torch.device("cpu")
@@ -145,6 +145,55 @@ def test_encode_truncates_and_checks_lengths(tok) -> None:
 
 
 # --- the lr schedule and the loop --------------------------------------------------------------
+
+
+def test_length_batches_keep_the_sampling_and_cut_padding() -> None:
+    rng_lengths = np.random.default_rng(1).integers(10, 200, size=500)
+    draw = LengthBatches(rng_lengths, batch_size=8, pool=16)
+    rng = np.random.default_rng(0)
+    batches = [draw(rng) for _ in range(2000)]
+    assert all(len(b) == 8 and b.min() >= 0 and b.max() < 500 for b in batches)
+    # Rows are drawn uniformly with replacement, as independent batches would draw them.
+    counts = np.bincount(np.concatenate(batches), minlength=500)
+    expected = 2000 * 8 / 500
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 500 + 4 * math.sqrt(2 * 500)
+
+    # Padding to the longest row wastes far less than on unsorted batches.
+    def waste(bs: list[np.ndarray]) -> float:
+        return float(np.mean([1 - rng_lengths[b].mean() / rng_lengths[b].max() for b in bs]))
+
+    unsorted = [np.random.default_rng(2).integers(500, size=8) for _ in range(200)]
+    assert waste(batches) < 0.1 < 0.3 < waste(unsorted)
+    again = LengthBatches(rng_lengths, batch_size=8, pool=16)
+    rng = np.random.default_rng(0)
+    assert all(np.array_equal(again(rng), b) for b in batches[:50])
+
+
+def test_length_batches_reject_empty_input() -> None:
+    with pytest.raises(ValueError, match="0 rows"):
+        LengthBatches([], batch_size=4)
+
+
+def test_target_loss_equals_the_models_own_loss(org: Organism, tok) -> None:
+    from transformers import LlavaForConditionalGeneration
+
+    model = LlavaForConditionalGeneration.from_pretrained(org.vlm_dir).eval()
+    scenes = org.scenes[:3]
+    enc = encode(
+        tok,
+        [prompt("What colour is it?", image=True)] * 3,
+        [target("red"), target("a small blue square"), target("no")],
+        image_tokens=N_IMAGE_TOKENS,
+    )
+    pixels = pixel_tensor(render_scenes(scenes, IMAGE_SIZE), IMAGE_SIZE)
+    for on_prompt in (False, True):
+        batch = collate(enc, np.arange(3), tok.pad_token_id, loss_on_prompt=on_prompt)
+        with torch.no_grad():
+            ours = target_loss(model, batch, pixel_values=pixels)
+            theirs = model(**batch, pixel_values=pixels).loss
+        assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    assert lengths(enc).tolist() == [len(i) for i in enc.ids]
 
 
 def test_cosine_lr_warms_up_then_decays_to_a_tenth() -> None:

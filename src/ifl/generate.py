@@ -51,8 +51,25 @@ def settings(cfg: Mapping) -> dict:
     }
 
 
-def queries(tasks: pd.DataFrame, conditions: tuple[str, ...] = CONDITIONS) -> pd.DataFrame:
-    """One row per (task, condition): the prompt and, in the image condition, the image path."""
+#: ``(question, image, description) -> prompt``, e.g. :func:`ifl.models.registry.make_prompter`.
+Prompter = Callable[[str, bool, str | None], str]
+
+
+def _organism_prompt(question: str, image: bool, description: str | None) -> str:
+    return prompt(question, image=image, description=description)
+
+
+def queries(
+    tasks: pd.DataFrame,
+    conditions: tuple[str, ...] = CONDITIONS,
+    prompter: Prompter | None = None,
+) -> pd.DataFrame:
+    """One row per (task, condition): the prompt and, in the image condition, the image path.
+
+    ``prompter`` renders a query in a checkpoint's own format (the paper preset passes
+    :func:`ifl.models.registry.make_prompter`'s); None gives the organism's LLaVA-1.5 format.
+    """
+    render = prompter or _organism_prompt
     rows = []
     for t in tasks.itertuples(index=False):
         for cond in conditions:
@@ -63,11 +80,7 @@ def queries(tasks: pd.DataFrame, conditions: tuple[str, ...] = CONDITIONS) -> pd
                     "benchmark": t.benchmark,
                     "language": t.language,
                     "condition": cond,
-                    "prompt": prompt(
-                        t.question,
-                        image=with_image,
-                        description=None if with_image else t.description,
-                    ),
+                    "prompt": render(t.question, with_image, None if with_image else t.description),
                     "image": t.image if with_image else None,
                 }
             )

@@ -58,17 +58,14 @@ rule notebook:
 
 
 rule summary:
+    # Inputs per preset (common.smk): the organism adds its quality tables and the remedies.
     input:
-        fidelity=f"{RUN}/tables/fidelity.csv",
-        ifl=f"{RUN}/tables/ifl.csv",
-        organism=f"{RUN}/tables/organism_accuracy.csv",
-        steering=f"{RUN}/tables/steering_table5.csv",
-        remedies=f"{RUN}/tables/remedies.csv",
+        **SUMMARY_INPUTS,
     output:
         f"{RUN}/summary.json",
     params:
         **params_of(),
-        tables=lambda w, input: os.path.dirname(input.organism),
+        optional=summary_options,
         bench=BENCH,
     log:
         f"{LOGS}/summary.log",
@@ -76,8 +73,8 @@ rule summary:
         "../../environment.yml"
     shell:
         "$IFL_PYTHON -m ifl.cli --config {params.cfg} summary --fidelity {input.fidelity} --ifl {input.ifl}"
-        " --organism-dir {params.tables} --bench-dir {params.bench} --steering {input.steering}"
-        " --remedies {input.remedies} --out {output} > {log} 2>&1"
+        " --bench-dir {params.bench} --steering {input.steering} {params.optional}"
+        " --out {output} > {log} 2>&1"
 
 
 rule organism_report:

@@ -1,6 +1,7 @@
 # Shared set-up: validate the config (one-line errors, before any job starts), resolve paths,
 # and name the pieces of the design grid.
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -38,8 +39,13 @@ envvars:
     "IFL_PYTHON",
 
 
+# organism: the synthetic world, trained from scratch; paper: hub checkpoints and benchmarks.
+# The Snakefile includes the matching upstream rules; everything from `measure` on is shared.
+PRESET = config["preset"]
 GRID = {vlm_name(e): e for e in config["grid"]}
-MODELS = list(GRID)
+# Released VLMs evaluated as they are (paper preset) answer the same tasks as the grid's.
+PRETRAINED = list(config["models"]) if PRESET == "paper" else []
+MODELS = list(GRID) + PRETRAINED
 STAGE1_PAIRS = sorted({(e["llm"], e["vision"]) for e in config["grid"]})
 LLMS = sorted({e["llm"] for e in config["grid"]})  # backbones the grid uses
 VISIONS = sorted({e["vision"] for e in config["grid"]})
@@ -64,7 +70,7 @@ CHECKPOINTS = (
     [f"{RUN}/models/llm/{b}" for b in LLMS]
     + [f"{RUN}/models/vision/{v}" for v in VISIONS]
     + [f"{RUN}/models/stage1/{llm}-{vision}" for llm, vision in STAGE1_PAIRS]
-    + [f"{RUN}/models/vlm/{m}" for m in MODELS]
+    + [f"{RUN}/models/vlm/{m}" for m in GRID]
 )
 PAPER = "book/data/paper"  # the papers' tables, copied into the project
 # Notebooks: the tables each one reads (path parameters) and its parameters from the config.
@@ -129,7 +135,32 @@ NOTEBOOK_PARAMS = {
     },
     "99_how_built": {"benchmark_dir": BENCH},
 }
+# The organism chapter checks the synthetic world, and the remedies train organism variants:
+# the paper preset has neither (remedies.smk is not included there).
+ORGANISM_ONLY = ("00_organism", "05_remedies")
+if PRESET == "paper":
+    NOTEBOOK_TABLES = {k: v for k, v in NOTEBOOK_TABLES.items() if k not in ORGANISM_ONLY}
 NOTEBOOKS = [f"{RUN}/notebooks/{name}.ipynb" for name in NOTEBOOK_TABLES]
+# Inputs of the summary (analyse.smk); the organism's quality tables and the remedies'
+# table only where those chapters exist.
+SUMMARY_INPUTS = {
+    "fidelity": f"{RUN}/tables/fidelity.csv",
+    "ifl": f"{RUN}/tables/ifl.csv",
+    "steering": f"{RUN}/tables/steering_table5.csv",
+}
+if PRESET == "organism":
+    SUMMARY_INPUTS["organism"] = f"{RUN}/tables/organism_accuracy.csv"
+    SUMMARY_INPUTS["remedies"] = f"{RUN}/tables/remedies.csv"
+
+
+def summary_options(wildcards, input):
+    """The summary's optional chapters: ``--organism-dir`` and ``--remedies`` when present."""
+    out = []
+    if "organism" in input.keys():
+        out += ["--organism-dir", os.path.dirname(input.organism)]
+    if "remedies" in input.keys():
+        out += ["--remedies", input.remedies]
+    return " ".join(shlex.quote(x) for x in out)
 
 
 def notebook_args(name):
@@ -145,6 +176,6 @@ wildcard_constraints:
     llm="|".join(config["backbones"]),
     vision="|".join(config["vision_encoders"]),
     lang="[a-z]{2}",
-    model="|".join(MODELS),
+    model="|".join(re.escape(m) for m in MODELS),
     shard=r"\d+",
     notebook="|".join(NOTEBOOK_TABLES),

@@ -176,7 +176,7 @@ def resolve(
     if not (path / "config.json").is_file():
         raise ValueError(
             f"model {entry.hub_id!r} is not staged at {str(path)!r}: run the download rules on a "
-            "machine with internet (e.g. `snakemake --configfile config/paper.yaml download`) first"
+            "machine with internet (e.g. `snakemake download --configfile config/paper.yaml`) first"
         )
     return entry, path
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-# Bytes per centred chunk: large enough for efficient BLAS calls, small next to the inputs.
+# Bytes per centred chunk (512 MB): few float64 accumulation passes, small next to the inputs.
 _CHUNK_BYTES = 1 << 27
 
 Array = Any  # numpy array, torch tensor, or anything numpy.asarray accepts
@@ -259,7 +259,7 @@ def linear_cka(X: Array, Y: Array, *, chunk_rows: int | None = None) -> float:
     ``||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)`` with column-centred X (n x p) and Y
     (n x q), equal to CKA on the linear Gram matrices. Numpy or torch inputs (torch stays on its
     device). ``chunk_rows`` sets how many rows are centred and multiplied at a time (default:
-    about 128 MB of float32 per chunk); the result does not depend on it beyond rounding.
+    about 512 MB of float32 per chunk); the result does not depend on it beyond rounding.
     """
     X, Y = _as_pair(X, Y)
     chunk = _chunk_size(chunk_rows, X, Y)

@@ -29,7 +29,7 @@ from transformers import (
 from ifl.data.organism import text_dialogues
 from ifl.io import atomic_dir
 from ifl.models.tiny import build_llm, build_vision, build_vlm, image_processor
-from ifl.train.batches import Encoded, collate, encode
+from ifl.train.batches import Encoded, LengthBatches, collate, encode, lengths
 from ifl.train.loop import fit
 
 
@@ -60,14 +60,11 @@ def pretrain_llm(
     enc = encode(tok, data["prompt"].tolist(), data["target"].tolist())
     model = build_llm(tok, arch, seed).to(device)
     model.train()
+    draw = LengthBatches(lengths(enc), schedule["batch_size"])
 
     def loss_fn(rng: np.random.Generator) -> torch.Tensor:
-        rows = rng.integers(len(enc), size=schedule["batch_size"])
-        batch = {
-            k: v.to(device)
-            for k, v in collate(enc, rows, tok.pad_token_id, loss_on_prompt=True).items()
-        }
-        return model(**batch).loss
+        batch = collate(enc, draw(rng), tok.pad_token_id, loss_on_prompt=True)
+        return target_loss(model, {k: v.to(device) for k, v in batch.items()})
 
     curve = fit(
         model.parameters(),
@@ -199,16 +196,32 @@ def pretrain_vision(
     return curve
 
 
+def target_loss(model, batch: dict[str, torch.Tensor], **inputs: Any) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled positions, as ``model(...).loss``.
+
+    The output head runs on the labelled positions only: with answer-only labels that skips
+    most of the vocabulary projection, the largest single matrix of a tiny LM.
+    """
+    labels = batch["labels"][:, 1:]
+    hidden = model.model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **inputs
+    ).last_hidden_state[:, :-1]
+    keep = labels != -100
+    return F.cross_entropy(model.lm_head(hidden[keep]), labels[keep])
+
+
 def _vlm_loss(
     model, enc: Encoded, pixels: torch.Tensor, pad_id: int, bs: int, device: torch.device
 ):
+    draw = LengthBatches(lengths(enc), bs)
+
     def loss_fn(rng: np.random.Generator) -> torch.Tensor:
-        rows = rng.integers(len(enc), size=bs)
+        rows = draw(rng)
         batch = collate(enc, rows, pad_id)
         img = enc.image[rows]
         img = img[img >= 0]
         pv = pixels[torch.from_numpy(img)].to(device) if len(img) else None
-        return model(**{k: v.to(device) for k, v in batch.items()}, pixel_values=pv).loss
+        return target_loss(model, {k: v.to(device) for k, v in batch.items()}, pixel_values=pv)
 
     return loss_fn
 

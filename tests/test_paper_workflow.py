@@ -1,0 +1,178 @@
+"""The paper preset's DAG: the SLURM profile's dry run lists the whole study with GPU resources,
+staged downloads are not redone, and config errors stop it before any job."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ifl.config import REPO_ROOT
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "IFL_PYTHON": sys.executable}
+PAPER = ["--configfile", "config/paper.yaml"]
+# Jobs per rule of the paper preset: 4 released VLMs + 14 grid VLMs, 8 shards each; 16 NLLB
+# shards for each of VisIT-Bench's 9 languages and the grid's zh and de instructions; 17 hub
+# repositories (4 VLMs, 3 LLMs, 2 encoders, NLLB, GlotLID, 4 benchmarks, 2 training sets).
+EXPECTED = {
+    "stage": 17,
+    "visit": 1,
+    "segments_visit": 1,
+    "segments_instruct": 1,
+    "translate": 16 * (9 + 2),
+    "instruct": 2,
+    "tasks": 1,
+    "compose": 6,
+    "stage1": 6,
+    "stage2": 14,
+    "generate": (4 + 14) * 8,
+    "measure": 1,
+    "judge": 1,
+    "gold_sample": 1,
+    "gold_annotate": 1,
+    "labelled": 1,
+    "prevalence": 1,
+    "fidelity_table": 1,
+    "steer": 6,  # the grid VLMs trained on English data
+    "steer_sweep": 1,
+    "cka": 1,
+    "corpus": 1,
+    "projection": 1,
+    "notebook": 5,  # no organism chapter, no remedies chapter
+    "summary": 1,
+    "rulegraph": 1,
+    "book": 1,
+}
+ORGANISM_ONLY = ("tokenizer", "pretrain_llm", "pretrain_vision", "organism_report", "remedy_mix")
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        SNAKEMAKE + args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture
+def proj(tmp_path) -> Path:
+    for name in ("Snakefile", "config.yaml", "config", "environment.yml", "workflow", "notebooks",
+                 "book", "slurm"):  # fmt: skip
+        src, dst = REPO_ROOT / name, tmp_path / name
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("_build"))
+        else:
+            shutil.copy2(src, dst)
+    return tmp_path
+
+
+def _job_counts(out: str) -> dict[str, int]:
+    table = out[out.index("Job stats:") :]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+def test_paper_rules_lint_clean(proj):
+    res = _run(["--lint", "--cores", "1", *PAPER], proj)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+
+
+def test_slurm_dry_run_lists_the_paper_dag(proj):
+    res = _run(["-n", "--cores", "all", "--profile", "slurm", *PAPER], proj)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = res.stdout + res.stderr
+    counts = _job_counts(out)
+    for rule, n in EXPECTED.items():
+        assert counts.get(rule) == n, (rule, counts.get(rule), n)
+    assert not set(ORGANISM_ONLY) & set(counts)
+    assert not any(r.startswith("remedy") for r in counts)
+    # 8-GPU training through accelerate, one GPU per generation / translation shard
+    stage2 = out[out.index("rule stage2:") :]
+    stage2 = stage2[: stage2.index("\n\n")]
+    assert "gpu=8" in stage2 and "mem_mb=480000" in stage2 and "runtime=1800" in stage2
+    assert "-m accelerate.commands.launch --num_processes 8" in stage2
+    generate = out[out.index("rule generate:") :]
+    assert "gpu=1" in generate[: generate.index("\n\n")]
+    # downloads stage under resources/ and name the repository
+    assert "resources/models/llava-hf/llava-1.5-7b-hf/.ifl-staged.json" in out
+    assert "paper-stage --repo-type model --repo-id cis-lmu/glotlid" in out
+
+
+def test_staged_downloads_are_not_redone(proj):
+    from ifl.config import load
+    from ifl.download import mark_staged, paper_assets
+
+    cfg = load(proj / "config" / "paper.yaml")
+    for asset in paper_assets(cfg).values():  # what the login node left behind
+        mark_staged(asset, proj / "resources")
+    # the target goes first: --configfile takes every word after it as a file
+    res = _run(["download", "-n", "--cores", "1", *PAPER], proj)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Nothing to be done" in res.stdout + res.stderr
+    res = _run(["-n", "--cores", "1", *PAPER], proj)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "stage" not in _job_counts(res.stdout + res.stderr)
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda c: c["models"].update({"llava-9b": {"registry": "llava-9b"}}),
+            "unknown model 'llava-9b'",
+        ),
+        (lambda c: c["backbones"]["yi"].pop("hub_id"), "backbones.yi: 'hub_id' is a required"),
+        (
+            lambda c: c["models"].update({"vicuna": {"registry": "llava-1.5-7b"}}),
+            "name 'vicuna' is used in both models and backbones",
+        ),
+        (
+            lambda c: c["training"]["stage2"].update(deepspeed="zero4"),
+            "training.stage2.deepspeed: 'zero4' is not allowed",
+        ),
+    ],
+)
+def test_bad_paper_config_stops_before_any_job(proj, edit, expected):
+    cfg = yaml.safe_load((proj / "config" / "paper.yaml").read_text(encoding="utf-8"))
+    edit(cfg)
+    bad = proj / "bad.yaml"
+    # a complete file: Snakemake would merge the organism's backbones under a partial one
+    bad.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    (proj / "config.yaml").write_text(bad.read_text(encoding="utf-8"), encoding="utf-8")
+    res = _run(["-n", "--cores", "1", "--configfile", "bad.yaml"], proj)
+    assert res.returncode != 0
+    assert expected in res.stderr, res.stderr[-2000:]
+    assert not (proj / "results").exists() or not any((proj / "results").rglob("*.parquet"))
+
+
+@pytest.mark.slow
+def test_paper_rules_run_on_staged_stand_ins(proj):
+    """Every upstream paper rule for real on tiny stand-ins (CPU): translation, tasks, composing,
+    both training stages, generation of a released and two grid VLMs, then GlotLID measurement
+    and the CKA images; about a minute on two cores."""
+    from _paper_fixtures import build_resources
+    from test_paper_commands import _config
+
+    resources = proj / "resources"
+    build_resources(resources)
+    cfg = _config(resources, resources_dir="resources")
+    cfg["training_data"]["instruct"]["image_root"] = "resources/datasets/llava-images"
+    cfg["models"] = {"llava-1.5-7b": {"registry": "llava-1.5-7b"}}
+    cfg["grid"] = [{"llm": "vicuna", "vision": "clip", "data": d} for d in ("en", "de")]
+    cfg["lid"]["model"] = "resources/models/cis-lmu/glotlid/model_v3.bin"
+    cfg["run_name"] = "paper-smoke"
+    (proj / "smoke.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    run = "results/paper-smoke"
+    targets = [f"{run}/measured.parquet", f"{run}/data/corpus"]
+    res = _run([*targets, "--cores", "2", "--configfile", "smoke.yaml"], proj)
+    assert res.returncode == 0, res.stderr[-4000:]
+    import pandas as pd
+
+    measured = pd.read_parquet(proj / run / "measured.parquet")
+    assert set(measured["model"]) == {"llava-1.5-7b", "vicuna-clip-en", "vicuna-clip-de"}
+    assert {"lid_label", "fidelity_proxy"} <= set(measured.columns)
+    assert (proj / run / "models" / "vlm" / "vicuna-clip-de" / "model.safetensors").is_file()
