@@ -1,7 +1,7 @@
 """Reply throughput of ``ifl.generate.run`` on an organism-sized VLM: batch 32 against batch 1.
 
-The VLM has config.yaml's organism sizes (Llama hidden 128, 4 layers; CLIP ViT hidden 64,
-3 layers; 32x32 images in 8x8 patches; BPE vocabulary 3000) with random weights, and answers
+The VLM has config.yaml's organism sizes (LLM and ViT widths and depths, image and patch size,
+BPE vocabulary), read from the file, with random weights, and answers
 short-answer (MaXM) queries in both conditions with 8 new tokens, greedy, one torch thread. The
 whole path is timed: image loading, the processor, left-padded ``generate`` with the KV cache and
 the checkpoint files. Runs alternate between batch sizes so that drift on a shared machine hits
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 
 from ifl import LANGUAGES
 from ifl.data.organism import sample_scenes, text_dialogues
@@ -28,9 +29,9 @@ from ifl.models.prompts import IMAGE_TOKEN
 from ifl.models.tiny import build_llm, build_vision, build_vlm, train_tokenizer
 from ifl.world.tasks import build_tasks
 
-LLM = {"hidden": 128, "layers": 4, "heads": 4, "intermediate": 256}
-VISION = {"hidden": 64, "layers": 3, "heads": 4, "intermediate": 128}
-IMAGE_SIZE, PATCH_SIZE, VOCAB = 32, 8, 3000
+_ORG = yaml.safe_load((Path(__file__).parents[1] / "config.yaml").read_text())["organism"]
+LLM, VISION = _ORG["llm"], _ORG["vision"]
+IMAGE_SIZE, PATCH_SIZE, VOCAB = _ORG["image_size"], _ORG["patch_size"], _ORG["tokenizer_vocab"]
 
 
 def build(root: Path, n_queries: int, seed: int = 0):

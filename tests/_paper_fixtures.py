@@ -85,10 +85,23 @@ _WORD_TEXT = (
 _WORDS = _WORD_TEXT.split()
 
 
+def _steering_words() -> list[str]:
+    """The pieces of the steering instruction x_lang in each of the 14 languages, as the
+    Whitespace pre-tokenizer splits them (a Chinese or Thai sentence is one piece): without them
+    every non-English x_lang would be all ``<unk>`` (a special token), which
+    ``ifl.steer.layer_states`` rejects, while a real tokenizer has tokens for any text."""
+    from ifl import LANGUAGES
+    from ifl.inside import instruction
+
+    split = pre_tokenizers.Whitespace().pre_tokenize_str
+    return [piece for lang in LANGUAGES for piece, _ in split(instruction(lang))]
+
+
 def word_tokenizer(specials: Sequence[str], *, pad: bool = True) -> PreTrainedTokenizerFast:
     """A word-level fast tokenizer that prepends ``<s>``; ``pad=False`` leaves no pad token (Vicuna)."""
     base = ["<unk>", "<s>", "</s>"] + (["<pad>"] if pad else [])
-    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(base + list(specials) + _WORDS))}
+    words = base + list(specials) + _WORDS + _steering_words()
+    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(words))}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.decoder = decoders.WordPiece(prefix="##")

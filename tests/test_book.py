@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ifl.book import summary_markdown
+import pytest
+
+from ifl.book import prune_toc, summary_markdown
 from ifl.dag import draw, parse_rulegraph
 
 DOT = """digraph snakemake_dag {
@@ -35,3 +37,29 @@ def test_rulegraph_parse_and_draw(tmp_path):
     assert set(g.edges) == {("book", "all"), ("tasks", "book")}
     draw(g, tmp_path / "g.png")
     assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _toc() -> dict:
+    import yaml
+
+    from ifl.config import REPO_ROOT
+
+    return yaml.safe_load((REPO_ROOT / "book" / "_toc.yml").read_text(encoding="utf-8"))
+
+
+def test_toc_keeps_every_chapter_of_a_full_run():
+    toc = _toc()
+    stems = {c["file"].split("/")[-1] for p in toc["parts"] for c in p["chapters"]}
+    assert prune_toc(toc, stems) == toc  # the organism's book is built from the file as it is
+
+
+def test_toc_drops_chapters_and_parts_a_preset_does_not_run():
+    paper = {"01_fidelity", "02_prevalence", "03_design_effects", "04_inside", "99_how_built"}
+    pruned = prune_toc(_toc(), paper)
+    files = [c["file"] for p in pruned["parts"] for c in p["chapters"]]
+    assert files == [f"notebooks/{s}" for s in sorted(paper)]
+    captions = [p["caption"] for p in pruned["parts"]]
+    assert "The model organism" not in captions and "Remedies" not in captions
+    assert pruned["root"] == "index"
+    with pytest.raises(ValueError, match="no chapter of the table of contents was run"):
+        prune_toc(_toc(), set())

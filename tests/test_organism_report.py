@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 
 from ifl.dag import benchmark_table, job_counts
-from ifl.organism_report import lid_rates, loss_curves, run_span_minutes
+from ifl.organism_report import (
+    accuracy_by_kind,
+    lid_rates,
+    loss_curves,
+    run_span_minutes,
+    vision_probe,
+)
 from ifl.world.oracle import oracle_language
 
 
@@ -55,3 +61,43 @@ def test_loss_curves(tmp_path):
     assert list(curves["model"].unique()) == ["m1"]
     with pytest.raises(ValueError):
         loss_curves([tmp_path / "missing"])
+
+
+def test_accuracy_by_kind_joins_the_task_kinds():
+    tasks = pd.DataFrame({"task_id": ["t1", "t2", "t3"], "kind": ["colour", "count", "colour"]})
+    labelled = pd.DataFrame(
+        {
+            "model": ["m"] * 6,
+            "task_id": ["t1", "t2", "t3"] * 2,
+            "benchmark": ["MaXM"] * 6,
+            "language": ["en"] * 6,
+            "condition": ["image"] * 3 + ["text"] * 3,
+            "accuracy_oracle": [1.0, 1.0, 0.0, 0.0, 1.0, 0.0],
+        }
+    )
+    out = accuracy_by_kind(labelled, tasks).set_index(["condition", "kind"])
+    assert out.loc[("image", "colour"), "accuracy"] == 0.5
+    assert out.loc[("image", "colour"), "n"] == 2
+    assert out.loc[("text", "count"), "accuracy"] == 1.0
+    with pytest.raises(ValueError, match="'t9'"):
+        accuracy_by_kind(labelled.assign(task_id="t9"), tasks)
+    with pytest.raises(ValueError, match="no MaXM rows in language 'de'"):
+        accuracy_by_kind(labelled, tasks, language="de")
+
+
+@pytest.mark.parametrize("patch", [8, 16])
+def test_vision_probe_reads_colour_from_a_random_vit(tmp_path, patch):
+    # Colour passes straight through a random patch embedding: a linear probe must find it.
+    from ifl.data.organism import render_scenes, sample_scenes
+    from ifl.models.tiny import build_vision
+
+    scenes = sample_scenes(300, 0)
+    vision = build_vision({"hidden": 32, "layers": 2, "heads": 2, "intermediate": 64}, 32, patch, 0)
+    vision.save_pretrained(tmp_path / "clip")
+    out = vision_probe(tmp_path / "clip", render_scenes(scenes, 32), scenes, seed=0)
+    assert list(out["attribute"]) == ["shape", "colour", "size"]
+    assert set(out["encoder"]) == {"clip"}
+    acc = out.set_index("attribute")["accuracy"]
+    assert acc["colour"] > 0.9 and ((acc >= 0) & (acc <= 1)).all()
+    with pytest.raises(ValueError, match="300 images but 2 scenes"):
+        vision_probe(tmp_path / "clip", render_scenes(scenes, 32), scenes[:2])

@@ -1,5 +1,6 @@
 """The paper preset's DAG: the SLURM profile's dry run lists the whole study with GPU resources,
-staged downloads are not redone, and config errors stop it before any job."""
+staged downloads are not redone, config errors stop it before any job, and (slow) rule `all`
+runs end to end on tiny staged stand-ins, book included."""
 
 from __future__ import annotations
 
@@ -53,9 +54,9 @@ EXPECTED = {
 ORGANISM_ONLY = ("tokenizer", "pretrain_llm", "pretrain_vision", "organism_report", "remedy_mix")
 
 
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def _run(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        SNAKEMAKE + args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300
+        SNAKEMAKE + args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -149,11 +150,30 @@ def test_bad_paper_config_stops_before_any_job(proj, edit, expected):
     assert not (proj / "results").exists() or not any((proj / "results").rglob("*.parquet"))
 
 
+def _annotate(sheet: Path, out: Path) -> None:
+    """What the human annotators of appendix B do, done by a script: answer the three questions
+    of every row of the exported sheet (a MultiQ row has no ground truth: correct = NA)."""
+    import pandas as pd
+
+    rows = pd.read_csv(sheet, dtype=str, keep_default_na=False)
+    rows["answer_language"] = "english"  # the random stand-ins babble English words
+    rows["matches_gold"] = (rows["language"] == "en").map({True: "true", False: "false"})
+    rows["correct"] = [
+        "na" if not ref else ("true" if i % 2 else "false")
+        for i, ref in enumerate(rows["reference"])
+    ]
+    rows.to_csv(out, index=False)
+
+
 @pytest.mark.slow
-def test_paper_rules_run_on_staged_stand_ins(proj):
-    """Every upstream paper rule for real on tiny stand-ins (CPU): translation, tasks, composing,
-    both training stages, generation of a released and two grid VLMs, then GlotLID measurement
-    and the CKA images; about a minute on two cores."""
+def test_whole_paper_dag_runs_on_stand_ins(proj):
+    """Rule `all` of the paper preset on tiny staged stand-ins, on the CPU: translation, tasks,
+    composing, both training stages, generation of a released and two grid VLMs, GlotLID, the
+    judge, the gold sheet (stopping until it is annotated), DSL, steering, CKA, the 2-D
+    projection, the notebooks and the book; about two minutes on two cores."""
+    import json
+
+    import pandas as pd
     from _paper_fixtures import build_resources
     from test_paper_commands import _config
 
@@ -165,14 +185,62 @@ def test_paper_rules_run_on_staged_stand_ins(proj):
     cfg["grid"] = [{"llm": "vicuna", "vision": "clip", "data": d} for d in ("en", "de")]
     cfg["lid"]["model"] = "resources/models/cis-lmu/glotlid/model_v3.bin"
     cfg["run_name"] = "paper-smoke"
+    cfg["judge"] = {"kind": "reference"}  # GPT-4o is out of reach; any judge is a proxy to DSL
+    cfg["gold"].update(size=80, sheet="annotated.csv")  # of ~140 replies: every cell has labels
+    cfg["dsl"].update(folds=2, splits=1)
     (proj / "smoke.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    run = "results/paper-smoke"
-    targets = [f"{run}/measured.parquet", f"{run}/data/corpus"]
-    res = _run([*targets, "--cores", "2", "--configfile", "smoke.yaml"], proj)
-    assert res.returncode == 0, res.stderr[-4000:]
-    import pandas as pd
+    run = proj / "results" / "paper-smoke"
+    args = ["--cores", "2", "--configfile", "smoke.yaml"]
 
-    measured = pd.read_parquet(proj / run / "measured.parquet")
+    # The gold sheet is exported, then the DAG stops: nobody has annotated it yet.
+    res = _run(args, proj, timeout=600)
+    assert res.returncode != 0
+    assert "annotate results/paper-smoke/gold/sheet.csv" in res.stderr, res.stderr[-4000:]
+    assert "save the completed sheet at annotated.csv" in res.stderr
+    _annotate(run / "gold" / "sheet.csv", proj / "annotated.csv")
+    res = _run(args, proj, timeout=600)
+    assert res.returncode == 0, res.stderr[-4000:]
+
+    measured = pd.read_parquet(run / "measured.parquet")
     assert set(measured["model"]) == {"llava-1.5-7b", "vicuna-clip-en", "vicuna-clip-de"}
     assert {"lid_label", "fidelity_proxy"} <= set(measured.columns)
-    assert (proj / run / "models" / "vlm" / "vicuna-clip-de" / "model.safetensors").is_file()
+    assert measured["lid_label"].str.match(r"[a-z]{3}_[A-Z][a-z]{3}$").all()  # GlotLID
+    assert (run / "models" / "vlm" / "vicuna-clip-de" / "model.safetensors").is_file()
+    # MultiQ (image: null) is asked in the text condition only: it is in the gold sample, in
+    # the labelled table and in fidelity.csv, but has no IFL (nothing to compare it with).
+    labelled = pd.read_parquet(run / "labelled.parquet")
+    multiq = labelled[labelled["benchmark"] == "MultiQ"]
+    assert len(multiq) and set(multiq["condition"]) == {"text"}
+    assert "MultiQ" in set(pd.read_parquet(run / "gold" / "sample.parquet")["benchmark"])
+    fidelity = pd.read_csv(run / "tables" / "fidelity.csv")
+    assert set(fidelity.loc[fidelity["benchmark"] == "MultiQ", "condition"]) == {"text"}
+    ifl = pd.read_csv(run / "tables" / "ifl.csv")
+    assert set(ifl["benchmark"]) == {"MaXM", "LLaVA-W", "VisIT"}
+    assert set(ifl["model"]) == set(measured["model"]) and ifl["estimate"].notna().all()
+    design = pd.read_csv(run / "tables" / "design_effects.csv")
+    assert {"Image", "Data"} <= set(design.loc[design["language"] == "de", "term"])
+    # Steering ran on the English-trained grid VLM, whose word tokenizer has the instructions.
+    table5 = pd.read_csv(run / "tables" / "steering_table5.csv")
+    assert set(table5["model"]) == {"vicuna-clip-en"} and table5["primary"].any()
+    assert len(pd.read_csv(run / "tables" / "steering_sweep.csv"))
+    cka = pd.read_csv(run / "tables" / "cka.csv")
+    assert set(cka[["model_a", "model_b"]].iloc[0]) == {"vicuna-clip-en", "vicuna-clip-de"}
+    assert len(pd.read_csv(run / "tables" / "projection.csv"))
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    assert {"fidelity", "prevalence", "steering"} <= set(summary) and "organism" not in summary
+    # The book: the paper preset's five chapters, no organism or remedies entry, no warning.
+    html = proj / "book" / "_build" / "html"
+    pages = {p.stem for p in (html / "notebooks").glob("*.html")}
+    assert pages == {"01_fidelity", "02_prevalence", "03_design_effects", "04_inside",
+                     "99_how_built"}  # fmt: skip
+    assert "00_organism" not in (html / "index.html").read_text(encoding="utf-8")
+    log = (proj / "logs" / "paper-smoke" / "book.log").read_text(encoding="utf-8")
+    assert "build succeeded" in log and "WARNING" not in log, log[-3000:]
+    how = (html / "notebooks" / "99_how_built.html").read_text(encoding="utf-8")
+    assert "stage2" in how and "translate" in how  # job counts per rule
+    assert "replication_ifl" in (html / "notebooks" / "03_design_effects.html").read_text(
+        encoding="utf-8"
+    )
+    # Nothing changed: nothing to do.
+    again = _run([*args, "-n"], proj)
+    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ifl.annotate import inclusion_probabilities, sample_gold
-from ifl.stats.prevalence import design_effects, ifl_by_cell
+from ifl.stats.prevalence import design_effects, ifl_by_cell, mean_by_cell, paired_rows
 
 GRID = {
     "vicuna-clip-en": {"llm": "vicuna", "vision": "clip", "data": "en"},
@@ -83,3 +83,22 @@ def test_unknown_model_and_column_are_named():
         design_effects(df, {}, "zh")
     with pytest.raises(ValueError, match="'nope'"):
         ifl_by_cell(df, by=("nope",))
+
+
+def test_text_only_tasks_have_no_ifl_and_leave_the_others_unchanged():
+    """MultiQ under `image: null`: asked in the text condition only, so it has no IFL cell; its
+    rows neither shift another cell's estimate nor break the regression (rank deficiency)."""
+    df = _simulate(3, n_tasks=200, size=500)
+    text_only = df[(df["condition"] == "text") & (df["task_id"].isin(["t0", "t1", "t2", "t3"]))]
+    multiq = text_only.assign(benchmark="MultiQ", task_id="mq-" + text_only["task_id"])
+    both = pd.concat([df, multiq], ignore_index=True)
+    assert len(paired_rows(both)) == len(df)
+    plain = ifl_by_cell(df, by=("model", "benchmark"), oracle="truth")
+    with_multiq = ifl_by_cell(both, by=("model", "benchmark"), oracle="truth")
+    assert "MultiQ" not in set(with_multiq["benchmark"])
+    oracle = with_multiq["method"] == "oracle"
+    pd.testing.assert_frame_equal(plain[oracle], with_multiq[oracle])  # least squares: exact
+    means = mean_by_cell(both, by=("model", "condition"), oracle="truth")
+    assert len(means) == 3 * 2 * len(EFFECT)
+    with pytest.raises(ValueError, match="no task was asked in both"):
+        ifl_by_cell(multiq, by=("model",))

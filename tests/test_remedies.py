@@ -18,6 +18,7 @@ from ifl.remedies import (
     base_entry,
     cell_estimates,
     eval_tasks,
+    findings,
     frontier,
     gap_features,
     gap_points,
@@ -359,3 +360,40 @@ def test_lrm_tables_pick_the_shared_share_and_label_the_ablation():
                                     "without MVQA": -0.05, "without EP-VQA": -0.1})  # fmt: skip
     assert t4["method"].tolist() == ["without task instructions", "with all task instructions"]
     assert t4["accuracy_non_en"].tolist() == pytest.approx([0.4, 0.6])
+
+
+def _point(variant: str, axis: str, metric: str, estimate: float, half: float) -> dict:
+    return {
+        "variant": variant,
+        "axis": axis,
+        "setting": 0.0,
+        "set": "",
+        "metric": metric,
+        "method": "dsl",
+        "estimate": estimate,
+        "ci_low": estimate - half,
+        "ci_high": estimate + half,
+    }
+
+
+def test_findings_compare_each_variant_with_the_base():
+    z = 1.96
+    rows = [
+        _point("base", "base", "ifl", -0.40, 0.05),
+        _point("base", "base", "accuracy", 0.50, 0.05),
+        _point("text-10", "text", "ifl", -0.10, 0.05),  # clearly less IFL
+        _point("text-10", "text", "accuracy", 0.52, 0.05),  # within noise
+        _point("merge-50", "merge", "ifl", -0.60, 0.05),  # clearly more IFL
+        _point("merge-50", "merge", "accuracy", 0.30, 0.05),  # clearly less accurate
+    ]
+    out = findings(pd.DataFrame(rows)).set_index("variant")
+    assert out.loc["text-10", "ifl_verdict"] == "less IFL"
+    assert out.loc["text-10", "accuracy_verdict"] == "no resolvable change"
+    assert out.loc["merge-50", "ifl_verdict"] == "more IFL"
+    assert out.loc["merge-50", "accuracy_verdict"] == "less accurate"
+    half = z * np.hypot(0.05 / z, 0.05 / z)  # independent estimates: SEs add in quadrature
+    assert out.loc["text-10", "ifl_diff"] == pytest.approx(0.30)
+    assert out.loc["text-10", "ifl_diff_high"] - 0.30 == pytest.approx(half)
+    assert "base" not in out.index
+    with pytest.raises(ValueError, match="no 'base' variant"):
+        findings(pd.DataFrame(rows[2:]))

@@ -82,6 +82,9 @@ def test_smoke_run_builds_the_book_and_is_idempotent(tmp_path):
     summary = json.loads((proj / "results" / "smoke" / "summary.json").read_text())
     assert set(summary["fidelity"]) == {"leo-clip-en", "leo-clip-de"}
     assert "Headline figures" in html and "leo-clip-en" in html
+    # Formulas render offline: MathJax is served from the book, not from a CDN.
+    assert 'src="_static/mathjax/tex-chtml.js' in html and "cdn.jsdelivr" not in html
+    assert (proj / "book" / "_build" / "html" / "_static" / "mathjax" / "tex-chtml.js").is_file()
     fid = pd.read_csv(proj / "results" / "smoke" / "tables" / "fidelity.csv")
     assert set(fid["condition"]) == {"image", "text"} and set(fid["language"]) == {"en", "de"}
     # Nothing changed: nothing to do.

@@ -3,6 +3,10 @@
 Sources are staged under ``results/<run>/book-src`` (executed notebooks, the rule graph and a
 front page filled with summary.json's figures), built with Jupyter Book 1 into a temporary
 folder, and moved onto ``book/_build/html`` only when the build succeeded.
+
+``book/_toc.yml`` lists every chapter of the organism preset; a preset that runs fewer notebooks
+(the paper preset has no organism and no remedies chapter) gets a staged table of contents
+without the missing chapters, so that Sphinx warns about nothing and no part is left empty.
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ifl.io import atomic_dir
 
 SUMMARY_MARKER = "<!-- summary -->"
+NOTEBOOK_DIR = "notebooks"  # where the staged book keeps the executed notebooks
 
 
 def _fmt(value: Any) -> str:
@@ -82,14 +89,52 @@ def summary_markdown(summary: Mapping[str, Any]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def prune_toc(toc: Mapping[str, Any], present: set[str]) -> dict[str, Any]:
+    """The table of contents without the notebook chapters that were not run.
+
+    ``present`` holds the stems of the executed notebooks; an entry ``notebooks/<stem>`` whose
+    stem is absent is dropped, and so is a part left without chapters. Other entries (pages of
+    the book's own sources) are kept as they are.
+
+    Raises:
+        ValueError: if every chapter is dropped (a book needs at least one).
+    """
+
+    def keep(entry: Any) -> bool:
+        file = str(entry.get("file", "")) if isinstance(entry, Mapping) else ""
+        folder, _, stem = file.rpartition("/")
+        return folder != NOTEBOOK_DIR or Path(stem).stem in present
+
+    out = dict(toc)
+    if "chapters" in toc:
+        out["chapters"] = [c for c in toc["chapters"] if keep(c)]
+    if "parts" in toc:
+        parts = [
+            {**p, "chapters": [c for c in p.get("chapters", []) if keep(c)]} for p in toc["parts"]
+        ]
+        out["parts"] = [p for p in parts if p["chapters"]]
+    if not out.get("chapters") and not out.get("parts"):
+        raise ValueError(
+            f"no chapter of the table of contents was run (notebooks: {sorted(present)})"
+        )
+    return out
+
+
 def stage(src: Path, run_dir: Path, notebooks: Sequence[Path], out: Path) -> None:
-    """Copy book sources, executed notebooks, figures and the filled front page into ``out``."""
+    """Copy book sources, executed notebooks, figures and the filled front page into ``out``;
+    chapters of notebooks that this run did not execute leave the table of contents."""
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(src, out, ignore=shutil.ignore_patterns("_build"))
-    (out / "notebooks").mkdir(exist_ok=True)
+    (out / NOTEBOOK_DIR).mkdir(exist_ok=True)
     for nb in notebooks:
-        shutil.copy2(nb, out / "notebooks" / Path(nb).name)
+        shutil.copy2(nb, out / NOTEBOOK_DIR / Path(nb).name)
+    toc_path = out / "_toc.yml"
+    if toc_path.is_file():
+        toc = yaml.safe_load(toc_path.read_text(encoding="utf-8"))
+        pruned = prune_toc(toc, {Path(nb).stem for nb in notebooks})
+        if pruned != toc:  # rewritten only when a chapter is missing: the organism's stays as is
+            toc_path.write_text(yaml.safe_dump(pruned, sort_keys=False), encoding="utf-8")
     summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     index = (src / "index.md").read_text(encoding="utf-8")
     if SUMMARY_MARKER not in index:

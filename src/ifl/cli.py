@@ -419,13 +419,22 @@ def _fidelity(a, cfg):
     ("--tasks", {"required": True}),
     ("--labelled", {"required": True}),
     ("--llms", {"nargs": "+", "required": True}),
+    ("--visions", {"nargs": "+", "required": True}),
+    ("--corpus", {"required": True}),
     ("--checkpoints", {"nargs": "+", "required": True}),
     ("--out-dir", {"required": True}),
 )
 def _organism_report(a, cfg):
     from ifl import lid
     from ifl.io import write_csv
-    from ifl.organism_report import lid_rates, llm_text_fidelity, loss_curves, vlm_accuracy
+    from ifl.organism_report import (
+        accuracy_by_kind,
+        lid_rates,
+        llm_text_fidelity,
+        loss_curves,
+        vision_probe,
+        vlm_accuracy,
+    )
 
     out, device = Path(a.out_dir), from_config(cfg)
     tasks = pd.read_parquet(a.tasks)
@@ -444,7 +453,13 @@ def _organism_report(a, cfg):
         for d in a.llms
     ]
     write_csv(pd.concat(fid, ignore_index=True), out / "organism_llm_fidelity.csv")
-    write_csv(vlm_accuracy(pd.read_parquet(a.labelled)), out / "organism_accuracy.csv")
+    labelled = pd.read_parquet(a.labelled)
+    write_csv(vlm_accuracy(labelled), out / "organism_accuracy.csv")
+    write_csv(accuracy_by_kind(labelled, tasks), out / "organism_accuracy_kind.csv")
+    corpus = Path(a.corpus)
+    images, scenes = np.load(corpus / "images.npy"), _scenes(corpus)
+    probes = [vision_probe(d, images, scenes, seed=cfg["seed"]) for d in a.visions]
+    write_csv(pd.concat(probes, ignore_index=True), out / "organism_probe.csv")
     write_csv(loss_curves(a.checkpoints), out / "organism_loss.csv")
 
 

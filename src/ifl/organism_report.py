@@ -2,7 +2,10 @@
 
 * the LID model recognises the world's sentences in each language (``lid_rates``);
 * each LLM backbone answers text-only questions in the query language (``llm_text_fidelity``);
-* each VLM answers English short questions about its images correctly (``vlm_accuracy``);
+* each VLM answers English short questions about its images correctly (``vlm_accuracy``), per
+  question kind and condition (``accuracy_by_kind``);
+* what the vision encoders see: linear probes of each object's attributes from the frozen
+  features the projector reads (``vision_probe``);
 * the training loss curves (``loss_curves``) and the wall time of the run (``run_span_minutes``).
 """
 
@@ -111,6 +114,83 @@ def vlm_accuracy(
         raise ValueError(f"no {benchmark} image rows in language {language!r}")
     g = sub.groupby("model")["accuracy_oracle"].agg(["mean", "size"]).reset_index()
     return g.rename(columns={"mean": "accuracy", "size": "n"})
+
+
+def accuracy_by_kind(
+    labelled: pd.DataFrame, tasks: pd.DataFrame, *, language: str = "en", benchmark: str = "MaXM"
+) -> pd.DataFrame:
+    """Oracle accuracy per model, condition and question kind (colour, count, shape, yes/no)."""
+    kinds = tasks.set_index("task_id")["kind"]
+    sub = labelled[(labelled["language"] == language) & (labelled["benchmark"] == benchmark)]
+    if sub.empty:
+        raise ValueError(f"no {benchmark} rows in language {language!r}")
+    sub = sub.assign(kind=sub["task_id"].map(kinds))
+    if sub["kind"].isna().any():
+        missing = sub.loc[sub["kind"].isna(), "task_id"].iloc[0]
+        raise ValueError(f"task {missing!r} of the labelled table is not in the tasks table")
+    g = sub.groupby(["model", "condition", "kind"])["accuracy_oracle"].agg(["mean", "size"])
+    return g.reset_index().rename(columns={"mean": "accuracy", "size": "n"})
+
+
+PROBED = ("shape", "colour", "size")
+
+
+@torch.inference_mode()
+def vision_probe(
+    vision_dir: str | Path,
+    images: np.ndarray,
+    scenes: Sequence,
+    *,
+    feature_layer: int = -2,
+    test_share: float = 0.2,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Held-out accuracy of linear probes for each object's attributes from frozen ViT features.
+
+    The features are those the LLaVA projector reads (``feature_layer``, the penultimate layer
+    as LLaVA-1.5's ``vision_feature_layer``): the patch tokens covering the object's cell,
+    concatenated. A probe near 1 means the encoder hands the attribute to the projector.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from transformers import CLIPVisionModel
+
+    from ifl.train.organism import pixel_tensor
+
+    if len(images) != len(scenes):
+        raise ValueError(f"{len(images)} images but {len(scenes)} scenes")
+    vision = CLIPVisionModel.from_pretrained(vision_dir).eval()
+    size = int(vision.config.image_size)
+    hidden = vision(
+        pixel_values=pixel_tensor(np.asarray(images), size), output_hidden_states=True
+    ).hidden_states[feature_layer][:, 1:]
+    grid = int(round(hidden.shape[1] ** 0.5))
+    per_cell = grid // 2  # the world's 2 x 2 cells, each covering per_cell x per_cell patches
+    tokens = hidden.reshape(len(images), grid, grid, -1).numpy()
+    feats, labels = [], {a: [] for a in PROBED}
+    for i, scene in enumerate(scenes):
+        for obj in scene.objects:
+            r, c = divmod(obj.cell, 2)
+            cell = tokens[i, r * per_cell : (r + 1) * per_cell, c * per_cell : (c + 1) * per_cell]
+            feats.append(cell.reshape(-1))
+            for a in PROBED:
+                labels[a].append(getattr(obj, a))
+    X = np.asarray(feats)
+    order = np.random.default_rng(seed).permutation(len(X))
+    n_test = max(1, int(round(test_share * len(X))))
+    test, train = order[:n_test], order[n_test:]
+    rows = []
+    for a in PROBED:
+        y = np.asarray(labels[a])
+        probe = LogisticRegression(max_iter=2000).fit(X[train], y[train])
+        rows.append(
+            {
+                "encoder": Path(vision_dir).name,
+                "attribute": a,
+                "accuracy": float(probe.score(X[test], y[test])),
+                "n_test": int(n_test),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def loss_curves(model_dirs: Sequence[str | Path]) -> pd.DataFrame:

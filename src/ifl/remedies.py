@@ -575,3 +575,41 @@ def gap_points(
         }
     )
     return df.assign(gap=modality_gap(image_feats, text_feats), gap_2d=modality_gap(xy[:n], xy[n:]))
+
+
+def findings(table: pd.DataFrame, *, method: str = "dsl", z: float = 1.96) -> pd.DataFrame:
+    """Each variant's change against the base, in IFL and in accuracy, with a verdict.
+
+    The difference's standard error treats the two estimates as independent (different models
+    on the same tasks; the pairing would only narrow it), recovered from each 95% CI as
+    ``(high - low) / (2 z)``. ``verdict`` says whether the CI of a difference excludes 0:
+    ``less IFL`` / ``more IFL`` for the fidelity axis, ``more accurate`` / ``less accurate``.
+    """
+    front = frontier(table, method=method).set_index("variant")
+    if "base" not in front.index:
+        raise ValueError("the remedies table has no 'base' variant to compare against")
+    base = front.loc["base"]
+    rows = []
+    for name, r in front.drop(index="base").iterrows():
+        row: dict[str, Any] = {"variant": name, "axis": r["axis"]}
+        for key, metric, up, down in (
+            ("y", "ifl", "less IFL", "more IFL"),
+            ("x", "accuracy", "more accurate", "less accurate"),
+        ):
+            se = np.hypot(
+                (r[f"{key}_high"] - r[f"{key}_low"]) / (2 * z),
+                (base[f"{key}_high"] - base[f"{key}_low"]) / (2 * z),
+            )
+            diff = float(r[key] - base[key])
+            low, high = diff - z * se, diff + z * se
+            verdict = up if low > 0 else down if high < 0 else "no resolvable change"
+            row |= {
+                f"{metric}_base": float(base[key]),
+                f"{metric}": float(r[key]),
+                f"{metric}_diff": diff,
+                f"{metric}_diff_low": low,
+                f"{metric}_diff_high": high,
+                f"{metric}_verdict": verdict,
+            }
+        rows.append(row)
+    return pd.DataFrame(rows)

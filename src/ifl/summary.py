@@ -47,13 +47,15 @@ def organism_summary(tables: Path, cfg: Mapping[str, Any], bench_dir: str | None
     """The organism's quality figures (issue: the model organism).
 
     ``llm_text_fidelity`` lists, per backbone, the languages of its pretraining mix;
-    ``lid_rate`` is the LID accuracy on rendered descriptions.
+    ``lid_rate`` is the LID accuracy on rendered descriptions; ``vision_probe`` the held-out
+    accuracy of linear probes of object attributes from each encoder's features.
     """
     from ifl.organism_report import run_span_minutes
 
     acc = pd.read_csv(tables / "organism_accuracy.csv")
     fid = pd.read_csv(tables / "organism_llm_fidelity.csv")
     lid = pd.read_csv(tables / "organism_lid.csv")
+    probe = pd.read_csv(tables / "organism_probe.csv")
     out = {
         "vlm_accuracy_en_short": {r.model: _r(r.accuracy) for r in acc.itertuples()},
         "llm_text_fidelity": {
@@ -67,6 +69,10 @@ def organism_summary(tables: Path, cfg: Mapping[str, Any], bench_dir: str | None
         "lid_rate": {
             r.language: _r(r.rate) for r in lid[lid["kind"] == "description"].itertuples()
         },
+    }
+    out["vision_probe"] = {
+        e: {r.attribute: _r(r.accuracy) for r in probe[probe["encoder"] == e].itertuples()}
+        for e in sorted(set(probe["encoder"]))
     }
     if bench_dir:
         out["minutes_total"] = round(run_span_minutes(bench_dir), 1)

@@ -83,11 +83,15 @@ rule organism_report:
         tasks=f"{RUN}/data/tasks.parquet",
         labelled=f"{RUN}/labelled.parquet",
         llms=expand(f"{RUN}/models/llm/{{llm}}", llm=LLMS),
+        visions=expand(f"{RUN}/models/vision/{{vision}}", vision=VISIONS),
+        corpus=f"{RUN}/data/corpus",
         checkpoints=CHECKPOINTS,
     output:
         lid=f"{RUN}/tables/organism_lid.csv",
         llm=f"{RUN}/tables/organism_llm_fidelity.csv",
         accuracy=f"{RUN}/tables/organism_accuracy.csv",
+        accuracy_kind=f"{RUN}/tables/organism_accuracy_kind.csv",
+        probe=f"{RUN}/tables/organism_probe.csv",
         loss=f"{RUN}/tables/organism_loss.csv",
     params:
         **params_of("seed", "lid", "languages"),
@@ -100,5 +104,6 @@ rule organism_report:
         "../../environment.yml"
     shell:
         "$IFL_PYTHON -m ifl.cli --config {params.cfg} organism-report --tasks {input.tasks}"
-        " --labelled {input.labelled} --llms {input.llms} --checkpoints {input.checkpoints}"
+        " --labelled {input.labelled} --llms {input.llms} --visions {input.visions}"
+        " --corpus {input.corpus} --checkpoints {input.checkpoints}"
         " --out-dir {params.out_dir} > {log} 2>&1"

@@ -80,6 +80,8 @@ NOTEBOOK_TABLES = {
         "lid_csv": f"{RUN}/tables/organism_lid.csv",
         "llm_csv": f"{RUN}/tables/organism_llm_fidelity.csv",
         "accuracy_csv": f"{RUN}/tables/organism_accuracy.csv",
+        "accuracy_kind_csv": f"{RUN}/tables/organism_accuracy_kind.csv",
+        "probe_csv": f"{RUN}/tables/organism_probe.csv",
         "loss_csv": f"{RUN}/tables/organism_loss.csv",
     },
     "01_fidelity": {"fidelity_csv": f"{RUN}/tables/fidelity.csv"},
@@ -133,13 +135,17 @@ NOTEBOOK_PARAMS = {
         "steering_csv": f"{RUN}/tables/steering_table5.csv",
         "paper_dir": PAPER,
     },
-    "99_how_built": {"benchmark_dir": BENCH},
+    # benchmarks/records is written by `make bench`, outside the DAG: a parameter, not an input.
+    "99_how_built": {"benchmark_dir": BENCH, "speed_dir": "benchmarks/records"},
 }
 # The organism chapter checks the synthetic world, and the remedies train organism variants:
 # the paper preset has neither (remedies.smk is not included there).
 ORGANISM_ONLY = ("00_organism", "05_remedies")
 if PRESET == "paper":
     NOTEBOOK_TABLES = {k: v for k, v in NOTEBOOK_TABLES.items() if k not in ORGANISM_ONLY}
+    # Columns beside the paper's are labelled "organism" by default; here they are real VLMs'.
+    for _nb in ("03_design_effects", "04_inside"):
+        NOTEBOOK_PARAMS[_nb] = {**NOTEBOOK_PARAMS.get(_nb, {}), "run_label": "replication"}
 NOTEBOOKS = [f"{RUN}/notebooks/{name}.ipynb" for name in NOTEBOOK_TABLES]
 # Inputs of the summary (analyse.smk); the organism's quality tables and the remedies'
 # table only where those chapters exist.

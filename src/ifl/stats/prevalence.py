@@ -5,10 +5,15 @@ probability model of fidelity within that cell: fidelity(image) - fidelity(text)
 the image lowers fidelity (the paper's sign convention). All cells are fitted in one regression
 with cell-specific intercepts and image effects, so that DSL's outcome model is cross-fitted on
 the whole gold sample.
+
+Only tasks asked in both conditions enter (:func:`paired_rows`): a text-only task (MultiQ under
+``datasets.MultiQ.image: null``, the paper preset's default) has no image reply to compare with,
+so it would only shift the text baseline of its cells. Its fidelity stays in ``fidelity.csv``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
@@ -18,6 +23,35 @@ from ifl.stats.dsl import DSLResult, dsl, naive_proxy
 # The three design choices of Table 4 and their reference classes.
 DESIGN_TERMS = {"LLM": "llm", "VE": "vision", "Data": "data"}
 REFERENCE = {"llm": "vicuna", "vision": "clip", "data": "en"}
+CONDITIONS = ("image", "text")
+log = logging.getLogger(__name__)
+
+
+def paired_rows(labelled: pd.DataFrame) -> pd.DataFrame:
+    """The rows of tasks that a model answered in both conditions.
+
+    A task is keyed by ``model`` and ``task_id`` (and ``intervention`` when present). Text-only
+    tasks are dropped with a log line; on the organism every task is paired and nothing is.
+
+    Raises:
+        ValueError: if a key column is missing, or no task was asked in both conditions.
+    """
+    keys = ["model", "task_id"] + (["intervention"] if "intervention" in labelled.columns else [])
+    missing = [c for c in (*keys, "condition") if c not in labelled.columns]
+    if missing:
+        raise ValueError(f"labelled table lacks column {missing[0]!r}")
+    both = labelled[labelled["condition"].isin(CONDITIONS)].groupby(keys)["condition"].nunique()
+    paired = both[both == len(CONDITIONS)].index
+    keep = pd.MultiIndex.from_frame(labelled[keys]).isin(paired)
+    if not keep.any():
+        raise ValueError("no task was asked in both the image and the text condition")
+    if not keep.all():
+        dropped = labelled[~keep]
+        per_benchmark = (
+            dropped["benchmark"].value_counts().to_dict() if "benchmark" in dropped else {}
+        )
+        log.info("IFL leaves out %d replies of text-only tasks %s", len(dropped), per_benchmark)
+    return labelled[keep].reset_index(drop=True)
 
 
 def _cell_design(data: pd.DataFrame, by: Sequence[str]) -> tuple[pd.DataFrame, list[tuple], str]:
@@ -100,9 +134,10 @@ def ifl_by_cell(
     """IFL per cell of ``by``: DSL, the naive proxy estimate and, when given, the oracle truth.
 
     ``oracle`` names a column with the true outcome for every row (the organism knows it); its
-    row is least squares on all rows, the estimate DSL should recover.
+    row is least squares on all rows, the estimate DSL should recover. Text-only tasks are left
+    out (:func:`paired_rows`).
     """
-    design, keys, rhs = _cell_design(labelled, by)
+    design, keys, rhs = _cell_design(paired_rows(labelled), by)
     return _estimate_cells(
         design,
         f"{outcome} ~ {rhs}",
@@ -132,8 +167,10 @@ def mean_by_cell(
     learner: str = "logistic",
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Mean outcome per cell of ``by`` (e.g. Figure 3's fidelity per model and condition)."""
-    design, keys, _ = _cell_design(labelled, by)
+    """Mean outcome per cell of ``by`` (e.g. Figure 3's fidelity per model and condition), over
+    the tasks asked in both conditions (:func:`paired_rows`), so that the image and text means
+    of a model differ by its IFL."""
+    design, keys, _ = _cell_design(paired_rows(labelled), by)
     rhs = " + ".join(["0", *[f"c{k}" for k in range(len(keys))]])
     return _estimate_cells(
         design,
@@ -190,6 +227,7 @@ def design_effects(
     d = d[d["data"].isin(["en", target])]
     if d.empty:
         raise ValueError(f"no rows for target language {target!r}")
+    d = paired_rows(d)
     terms = [name for name, axis in DESIGN_TERMS.items() if d[f"alt_{axis}"].nunique() > 1]
     rhs = " + ".join(["image", *[f"image_alt_{DESIGN_TERMS[t]}" for t in terms]])
     res = dsl(
