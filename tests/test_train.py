@@ -16,7 +16,7 @@ from transformers import AutoTokenizer, LlavaProcessor
 
 from ifl.data.organism import render_scenes, visual_instructions, visual_items
 from ifl.models.prompts import IMAGE_TOKEN, prompt, target
-from ifl.train.batches import LengthBatches, collate, encode, lengths
+from ifl.train.batches import LengthBatches, collate, encode, labelled_counts, lengths
 from ifl.train.loop import cosine_lr, fit
 from ifl.train.organism import pixel_tensor, pretrain_llm, stage2, target_loss
 
@@ -170,6 +170,27 @@ def test_length_batches_keep_the_sampling_and_cut_padding() -> None:
     assert all(np.array_equal(again(rng), b) for b in batches[:50])
 
 
+def test_length_batches_norm_keeps_the_token_weighting_of_unsorted_batches() -> None:
+    # Over one pool, the batches' labelled tokens divided by ``norm`` sum to the pool's batch
+    # count: every token weighs 1 / (mean labelled tokens per batch), whatever batch it lands in.
+    n = np.random.default_rng(3).integers(10, 200, size=300)
+    labelled = n // 3
+    draw = LengthBatches(n, batch_size=8, labelled=labelled, pool=16)
+    rng = np.random.default_rng(0)
+    pool = [draw(rng) for _ in range(16)]
+    assert sum(labelled[b].sum() / draw.norm for b in pool) == pytest.approx(16)
+
+
+def test_labelled_counts_match_collate(tok) -> None:
+    enc = encode(
+        tok, ["USER: hi ASSISTANT:", "USER: a longer prompt ASSISTANT:"], [" red</s>", " no</s>"]
+    )
+    for on_prompt in (False, True):
+        labels = collate(enc, np.arange(2), tok.pad_token_id, loss_on_prompt=on_prompt)["labels"]
+        counted = (labels[:, 1:] != -100).sum(1).tolist()
+        assert labelled_counts(enc, loss_on_prompt=on_prompt).tolist() == counted
+
+
 def test_length_batches_reject_empty_input() -> None:
     with pytest.raises(ValueError, match="0 rows"):
         LengthBatches([], batch_size=4)
@@ -193,6 +214,10 @@ def test_target_loss_equals_the_models_own_loss(org: Organism, tok) -> None:
             ours = target_loss(model, batch, pixel_values=pixels)
             theirs = model(**batch, pixel_values=pixels).loss
         assert torch.allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+        count = int((batch["labels"][:, 1:] != -100).sum())
+        with torch.no_grad():
+            summed = target_loss(model, batch, norm=2.0, pixel_values=pixels)
+        assert torch.allclose(summed, theirs * count / 2.0, rtol=1e-5, atol=1e-6)
     assert lengths(enc).tolist() == [len(i) for i in enc.ids]
 
 

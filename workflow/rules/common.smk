@@ -73,6 +73,7 @@ CHECKPOINTS = (
     + [f"{RUN}/models/vlm/{m}" for m in GRID]
 )
 PAPER = "book/data/paper"  # the papers' tables, copied into the project
+SPEED = "benchmarks/records"  # what the benchmark scripts printed (`make bench`)
 # Notebooks: the tables each one reads (path parameters) and its parameters from the config.
 NOTEBOOK_TABLES = {
     "00_organism": {
@@ -135,9 +136,12 @@ NOTEBOOK_PARAMS = {
         "steering_csv": f"{RUN}/tables/steering_table5.csv",
         "paper_dir": PAPER,
     },
-    # benchmarks/records is written by `make bench`, outside the DAG: a parameter, not an input.
-    "99_how_built": {"benchmark_dir": BENCH, "speed_dir": "benchmarks/records"},
+    "99_how_built": {"benchmark_dir": BENCH, "speed_dir": SPEED},
 }
+# `make bench` writes SPEED outside the DAG: an input of the how-built page when it exists
+# (new records rerun the page), a plain parameter otherwise.
+if Path(SPEED).is_dir():
+    NOTEBOOK_TABLES["99_how_built"]["speed_dir"] = SPEED
 # The organism chapter checks the synthetic world, and the remedies train organism variants:
 # the paper preset has neither (remedies.smk is not included there).
 ORGANISM_ONLY = ("00_organism", "05_remedies")

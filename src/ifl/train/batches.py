@@ -73,21 +73,36 @@ class LengthBatches:
     length, cut into batches and those are served in random order. Padding to the longest row
     of a batch then wastes little, which on a mix of 20- and 200-token dialogues is most of the
     compute of an unsorted batch.
+
+    Sorting must change the speed, not the objective: a token-mean loss per batch would give a
+    batch of one-word answers the weight of a batch of long descriptions. ``norm`` is therefore
+    the mean number of ``labelled`` tokens per batch of the current pool; a loss summed over a
+    batch's tokens and divided by ``norm`` weighs every token as an unsorted batch would.
     """
 
-    def __init__(self, lengths: Sequence[int] | np.ndarray, batch_size: int, pool: int = 16):
+    def __init__(
+        self,
+        lengths: Sequence[int] | np.ndarray,
+        batch_size: int,
+        *,
+        labelled: Sequence[int] | np.ndarray | None = None,
+        pool: int = 16,
+    ):
         self.lengths = np.asarray(lengths, dtype=np.int64)
         if batch_size < 1 or len(self.lengths) == 0:
             raise ValueError(
                 f"need rows and batch_size >= 1, got {len(self.lengths)} rows, {batch_size}"
             )
+        self.labelled = self.lengths if labelled is None else np.asarray(labelled, dtype=np.int64)
         self.batch_size, self.pool = batch_size, pool
+        self.norm = 1.0
         self._queue: list[np.ndarray] = []
 
     def __call__(self, rng: np.random.Generator) -> np.ndarray:
         """Row indices of the next batch."""
         if not self._queue:
             rows = rng.integers(len(self.lengths), size=self.batch_size * self.pool)
+            self.norm = max(1.0, float(self.labelled[rows].sum()) / self.pool)
             rows = rows[np.argsort(self.lengths[rows], kind="stable")]
             chunks = np.split(rows, self.pool)
             self._queue = [chunks[i] for i in rng.permutation(self.pool)]
@@ -97,3 +112,10 @@ class LengthBatches:
 def lengths(data: Encoded) -> np.ndarray:
     """Token count of every example."""
     return np.fromiter((len(s) for s in data.ids), dtype=np.int64, count=len(data.ids))
+
+
+def labelled_counts(data: Encoded, *, loss_on_prompt: bool = False) -> np.ndarray:
+    """Tokens that :func:`collate` labels in every example (all but BOS, or the target)."""
+    n = lengths(data)
+    first = np.ones_like(n) if loss_on_prompt else np.minimum(data.target_start, n)
+    return n - first

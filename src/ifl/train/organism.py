@@ -29,7 +29,7 @@ from transformers import (
 from ifl.data.organism import text_dialogues
 from ifl.io import atomic_dir
 from ifl.models.tiny import build_llm, build_vision, build_vlm, image_processor
-from ifl.train.batches import Encoded, LengthBatches, collate, encode, lengths
+from ifl.train.batches import Encoded, LengthBatches, collate, encode, labelled_counts, lengths
 from ifl.train.loop import fit
 
 
@@ -60,11 +60,13 @@ def pretrain_llm(
     enc = encode(tok, data["prompt"].tolist(), data["target"].tolist())
     model = build_llm(tok, arch, seed).to(device)
     model.train()
-    draw = LengthBatches(lengths(enc), schedule["batch_size"])
+    draw = LengthBatches(
+        lengths(enc), schedule["batch_size"], labelled=labelled_counts(enc, loss_on_prompt=True)
+    )
 
     def loss_fn(rng: np.random.Generator) -> torch.Tensor:
         batch = collate(enc, draw(rng), tok.pad_token_id, loss_on_prompt=True)
-        return target_loss(model, {k: v.to(device) for k, v in batch.items()})
+        return target_loss(model, {k: v.to(device) for k, v in batch.items()}, norm=draw.norm)
 
     curve = fit(
         model.parameters(),
@@ -196,8 +198,11 @@ def pretrain_vision(
     return curve
 
 
-def target_loss(model, batch: dict[str, torch.Tensor], **inputs: Any) -> torch.Tensor:
-    """Mean next-token cross-entropy over the labelled positions, as ``model(...).loss``.
+def target_loss(
+    model, batch: dict[str, torch.Tensor], *, norm: float | None = None, **inputs: Any
+) -> torch.Tensor:
+    """Next-token cross-entropy over the labelled positions: their mean, as ``model(...).loss``,
+    or their sum divided by ``norm`` (see :class:`ifl.train.batches.LengthBatches`).
 
     The output head runs on the labelled positions only: with answer-only labels that skips
     most of the vocabulary projection, the largest single matrix of a tiny LM.
@@ -207,13 +212,15 @@ def target_loss(model, batch: dict[str, torch.Tensor], **inputs: Any) -> torch.T
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **inputs
     ).last_hidden_state[:, :-1]
     keep = labels != -100
-    return F.cross_entropy(model.lm_head(hidden[keep]), labels[keep])
+    if norm is None:
+        return F.cross_entropy(model.lm_head(hidden[keep]), labels[keep])
+    return F.cross_entropy(model.lm_head(hidden[keep]), labels[keep], reduction="sum") / norm
 
 
 def _vlm_loss(
     model, enc: Encoded, pixels: torch.Tensor, pad_id: int, bs: int, device: torch.device
 ):
-    draw = LengthBatches(lengths(enc), bs)
+    draw = LengthBatches(lengths(enc), bs, labelled=labelled_counts(enc))
 
     def loss_fn(rng: np.random.Generator) -> torch.Tensor:
         rows = draw(rng)
@@ -221,7 +228,9 @@ def _vlm_loss(
         img = enc.image[rows]
         img = img[img >= 0]
         pv = pixels[torch.from_numpy(img)].to(device) if len(img) else None
-        return target_loss(model, {k: v.to(device) for k, v in batch.items()}, pixel_values=pv)
+        return target_loss(
+            model, {k: v.to(device) for k, v in batch.items()}, norm=draw.norm, pixel_values=pv
+        )
 
     return loss_fn
 
