@@ -43,9 +43,10 @@ lint: $(STAMP) ## ruff and snakemake --lint
 bench: $(STAMP) ## run the benchmarks under benchmarks/; figures to benchmarks/records/ (shown in the book)
 	@mkdir -p benchmarks/records
 	@# bench_rules reads a finished run; the others measure. A failed script keeps the old record.
-	for b in benchmarks/bench_*.py; do n=$$(basename $$b .py); echo "== $$b"; \
+	set -o pipefail; for b in benchmarks/bench_*.py; do n=$$(basename $$b .py); echo "== $$b"; \
 	  { echo "# $$(date -u +%F) on $$(nproc) cores:$$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"; \
-	    $(PY) $$b; } | tee benchmarks/records/$$n.txt.part && mv benchmarks/records/$$n.txt.part benchmarks/records/$$n.txt || exit 1; done
+	    $(PY) $$b; } | tee benchmarks/records/$$n.txt.part && mv benchmarks/records/$$n.txt.part benchmarks/records/$$n.txt \
+	  || { rm -f benchmarks/records/$$n.txt.part; exit 1; }; done
 
 clean: ## remove results, logs and the built book (keeps .venv)
 	rm -rf results logs book/_build .snakemake
