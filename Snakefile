@@ -7,7 +7,9 @@
 #
 # The config's `preset` picks the upstream rules (data, translation, training, generation):
 # the organism's synthetic world, or the paper's hub checkpoints and benchmarks. From the
-# generations on (measurement, DSL, steering, notebooks, book) both share the same rules.
+# generations on (measurement, DSL, steering, notebooks, book) both share the same rules. The
+# remedies share their set-up, labels and tables (remedies.smk); each preset builds, trains,
+# merges and runs the variants its own way (paper_remedies.smk for the paper preset).
 
 configfile: "config.yaml"
 
@@ -36,9 +38,14 @@ include: "workflow/rules/analyse.smk"
 include: "workflow/rules/inside.smk"
 
 
-if PRESET == "organism":
+if REMEDIES_ON:
 
     include: "workflow/rules/remedies.smk"
+
+
+if REMEDIES_ON and PRESET == "paper":
+
+    include: "workflow/rules/paper_remedies.smk"
 
 
 include: "workflow/rules/book.smk"

@@ -12,7 +12,8 @@ and marked as staged:
   Vicuna), a full CLIP checkpoint (text and vision towers) and a DINOv2 encoder;
 * NLLB: an M2M100 (NLLB architecture) translation model with a character-level NllbTokenizer;
 * GlotLID: a fasttext model trained on the organism's sentences with labels like ``deu_Latn``;
-* MaXM, PALO LLaVA-Bench, VisIT-Bench, MultiQ, LLaVA-Pretrain and mix665k in their hub schemas.
+* MaXM, PALO LLaVA-Bench, VisIT-Bench, MultiQ, LLaVA-Pretrain and mix665k in their hub schemas;
+* the remedies' text-only multilingual data in aya_dataset's schema (``CohereForAI/aya_dataset``).
 
 :func:`build_resources` builds all of it (a few seconds); the builders are usable one by one.
 """
@@ -572,6 +573,37 @@ def build_llava_instruct(root: str | Path, image_root: str | Path, n: int = 4) -
     return root
 
 
+#: The remedies' text data of the stand-ins (config ``remedies.text_data.hub_id``).
+TEXT_DATA = Asset("CohereForAI/aya_dataset", "dataset")
+AYA_CODES = {
+    "eng": "English",
+    "deu": "German",
+    "zho": "Simplified Chinese",
+    "arb": "Standard Arabic",
+}
+
+
+def build_text_data(root: str | Path, per_language: int = 3) -> Path:
+    """CohereForAI/aya_dataset: ``data/train-00000-of-00001.parquet`` with its columns inputs,
+    targets, language, language_code (ISO 639-3), annotation_type and user_id."""
+    root = Path(root)
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    rows = [
+        {
+            "inputs": f"{name} prompt {i}?",
+            "targets": f"{name} answer {i}.",
+            "language": name,
+            "language_code": code,
+            "annotation_type": "original-annotations",
+            "user_id": f"user{i}",
+        }
+        for code, name in AYA_CODES.items()
+        for i in range(per_language)
+    ]
+    pd.DataFrame(rows).to_parquet(root / "data" / "train-00000-of-00001.parquet", index=False)
+    return root
+
+
 # --- everything, staged -----------------------------------------------------------------------
 def _stage(asset: Asset, root: Path, build) -> Path:
     from ifl.download import local_dir
@@ -631,6 +663,7 @@ def build_resources(root: str | Path, *, glotlid: bool = True) -> dict[str, Path
     }
     for key, build in builders.items():
         out[f"dataset:{key}"] = _stage(DATASET_ASSETS[key], root, build)
+    out["dataset:remedy-text"] = _stage(TEXT_DATA, root, build_text_data)
     out["llava-images"] = root / "datasets" / "llava-images"
     out["dataset:llava-instruct"] = _stage(
         DATASET_ASSETS["llava-instruct"],

@@ -146,3 +146,82 @@ def test_unstaged_assets_fail_in_one_line(tmp_path, capsys, monkeypatch):
                  "--out", str(tmp_path / "x")]) == 2  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "is not staged" in err and "download rules" in err
+
+
+def test_remedy_variants_mixed_trained_merged_and_answering(run, tasks, capsys):
+    """The paper preset's remedy commands (workflow/rules/paper_remedies.smk) on the stand-ins:
+    task-instruction and text mixes from mix665k, its NLLB translations and the aya stand-in,
+    stage 2 of a variant, merging with the staged Vicuna, replies to the evaluation subset."""
+    from ifl.data.mixes import proportions
+    from ifl.data.paper_mixes import read_mix
+
+    out = run.root
+    run("paper-segments", "--corpus", "instruct", "--out", f"{out}/instruct-seg.parquet")
+    translations = []
+    for lang in ("de", "zh"):  # remedies.languages of config/paper.yaml
+        shard = f"{out}/translate/instruct/{lang}/shard-0.parquet"
+        run("paper-translate", "--segments", f"{out}/instruct-seg.parquet", "--lang", lang,
+            "--shard", "0", "--shards", "1", "--out", shard)  # fmt: skip
+        run(
+            "paper-instruct",
+            "--lang",
+            lang,
+            "--shards",
+            shard,
+            "--out",
+            f"{out}/instruct-{lang}.json",
+        )
+        translations += ["--translation", lang, f"{out}/instruct-{lang}.json"]
+    run(
+        "paper-remedy-mix",
+        "--variant",
+        "tasks-all-100",
+        *translations,
+        "--out",
+        f"{out}/mix-tasks.json",
+    )
+    mix = read_mix(f"{out}/mix-tasks.json")
+    p = proportions(mix)
+    assert (
+        p["non_english"] == 1.0 and (mix["source"] == "text_en").sum() == 1
+    )  # 4 image rows + ShareGPT
+    assert set(mix.loc[mix["source"] == "mvqa", "language"]) <= {"de", "zh"}
+    run("paper-remedy-mix", "--variant", "text-25", "--out", f"{out}/mix-text.json")
+    text = read_mix(f"{out}/mix-text.json")
+    ml = text[text["source"] == "text_ml"]
+    assert (
+        len(ml) == 2
+        and ml["conversations"].map(lambda c: c[0]["value"]).str.contains("prompt").all()
+    )  # round(5 x 0.25 / 0.75) rows from the aya stand-in's inputs column
+    with pytest.raises(AssertionError):  # a merge variant has no mix
+        run("paper-remedy-mix", "--variant", "merge-50", "--out", f"{out}/x.json")
+
+    run("paper-compose", "--llm", "vicuna", "--vision", "clip", "--out", f"{out}/composed-vc")
+    run("paper-train", "--stage", "1", "--model", f"{out}/composed-vc", "--out", f"{out}/stage1-vc")
+    run("paper-remedy-train", "--model", f"{out}/stage1-vc", "--mix", f"{out}/mix-tasks.json",
+        "--variant", "tasks-all-100", "--out", f"{out}/tasks-all-100")  # fmt: skip
+    loss = pd.read_csv(f"{out}/tasks-all-100/loss.csv")
+    assert loss["stage"].tolist() == ["stage2-tasks-all-100"] and np.isfinite(loss["loss"]).all()
+    run("paper-train", "--stage", "2", "--model", f"{out}/stage1-vc", "--out", f"{out}/base")
+    vicuna = out / "resources" / "models" / "lmsys" / "vicuna-7b-v1.5"
+    run("remedies-merge", "--vlm", f"{out}/base", "--llm", str(vicuna), "--alpha", "0.5",
+        "--out", f"{out}/merge-50")  # fmt: skip
+    assert json.loads(Path(f"{out}/merge-50/merge.json").read_text())["alpha"] == 0.5
+    run("paper-generate", "--model", f"{out}/merge-50", "--tasks", f"{out}/tasks.parquet",
+        "--remedies-eval", "--shard", "0", "--shards", "1", "--name", "merge-50",
+        "--out", f"{out}/remedy-gen.parquet")  # fmt: skip
+    gen = pd.read_parquet(f"{out}/remedy-gen.parquet")
+    assert set(gen["benchmark"]) == {"MaXM", "LLaVA-W", "VisIT"}  # remedies.eval: no MultiQ
+    assert set(gen["model"]) == {"merge-50"} and set(gen["condition"]) == {"image", "text"}
+    # The remedies' own gold sheet: exported, then the job stops until people have filled it.
+    run("remedies-gold-sample", "--generations", f"{out}/remedy-gen.parquet", "--tasks",
+        f"{out}/tasks.parquet", "--out", f"{out}/rgold.parquet", "--sheet", f"{out}/rsheet.csv")  # fmt: skip
+    sheet = pd.read_csv(f"{out}/rsheet.csv")
+    assert len(sheet) == len(gen) and set(sheet["model"]) == {"merge-50"}  # gold_size > replies
+    capsys.readouterr()
+    args = ["remedies-gold-annotate", "--sample", f"{out}/rgold.parquet", "--sheet",
+            f"{out}/rsheet.csv", "--tasks", f"{out}/tasks.parquet", "--out", f"{out}/rdone.csv"]  # fmt: skip
+    assert main(["--config", str(out / "config.yaml"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"annotate {out}/rsheet.csv" in err
+    assert "<remedies.gold_sheet in the config>" in err

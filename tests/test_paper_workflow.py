@@ -20,10 +20,12 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "IFL_PYTHON": sys.executable}
 PAPER = ["--configfile", "config/paper.yaml"]
 # Jobs per rule of the paper preset: 4 released VLMs + 14 grid VLMs, 8 shards each; 16 NLLB
-# shards for each of VisIT-Bench's 9 languages and the grid's zh and de instructions; 17 hub
-# repositories (4 VLMs, 3 LLMs, 2 encoders, NLLB, GlotLID, 4 benchmarks, 2 training sets).
+# shards for each of VisIT-Bench's 9 languages and the grid's zh and de instructions (which the
+# remedies reuse); 18 hub repositories (4 VLMs, 3 LLMs, 2 encoders, NLLB, GlotLID, 4 benchmarks,
+# 2 training sets, the remedies' text data). Remedies: 9 trained variants (text 10/25 %, LRM-LLaVA's
+# four task sets at 100 % and the set `all` at 40/70/150 %) and 4 merges, 8 shards of replies each.
 EXPECTED = {
-    "stage": 17,
+    "stage": 18,
     "visit": 1,
     "segments_visit": 1,
     "segments_instruct": 1,
@@ -46,12 +48,22 @@ EXPECTED = {
     "cka": 1,
     "corpus": 1,
     "projection": 1,
-    "notebook": 5,  # no organism chapter, no remedies chapter
+    "notebook": 6,  # no organism chapter
     "summary": 1,
     "rulegraph": 1,
     "book": 1,
+    "remedy_mix": 9,
+    "remedy_train": 9,
+    "remedy_merge": 4,
+    "remedy_generate": 13 * 8,
+    "remedy_base_generations": 1,
+    "remedy_gold_sample": 1,
+    "remedy_gold_annotate": 1,
+    "remedy_label": 1,
+    "remedy_tables": 1,
+    "remedy_gap": 1,
 }
-ORGANISM_ONLY = ("tokenizer", "pretrain_llm", "pretrain_vision", "organism_report", "remedy_mix")
+ORGANISM_ONLY = ("tokenizer", "pretrain_llm", "pretrain_vision", "organism_report", "instruct_en")
 
 
 def _run(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -90,7 +102,6 @@ def test_slurm_dry_run_lists_the_paper_dag(proj):
     for rule, n in EXPECTED.items():
         assert counts.get(rule) == n, (rule, counts.get(rule), n)
     assert not set(ORGANISM_ONLY) & set(counts)
-    assert not any(r.startswith("remedy") for r in counts)
     # 8-GPU training through accelerate, one GPU per generation / translation shard
     stage2 = out[out.index("rule stage2:") :]
     stage2 = stage2[: stage2.index("\n\n")]
@@ -98,6 +109,23 @@ def test_slurm_dry_run_lists_the_paper_dag(proj):
     assert "-m accelerate.commands.launch --num_processes 8" in stage2
     generate = out[out.index("rule generate:") :]
     assert "gpu=1" in generate[: generate.index("\n\n")]
+    # remedies: trained like stage 2, from the reference VLM's stage-1 checkpoint
+    train = out[out.index("rule remedy_train:") :]
+    train = train[: train.index("\n\n")]
+    assert "gpu=8" in train and "-m accelerate.commands.launch --num_processes 8" in train
+    assert "paper-remedy-train --model results/paper/models/stage1/vicuna-clip" in train
+    mix = re.search(r"paper-remedy-mix --variant tasks-all-100 .*", out)[0]
+    assert (
+        "--translation zh results/paper/data/instruct-zh.json" in mix and "--base-data" not in mix
+    )
+    assert (
+        "remedies-merge --vlm results/paper/models/vlm/vicuna-clip-en --llm resources/models/lmsys/vicuna-7b-v1.5"
+        in out
+    )
+    assert re.search(
+        r"paper-generate --model results/paper/remedies/vlm/text-10 --remedies-eval", out
+    )
+    assert "paper-stage --repo-type dataset --repo-id CohereForAI/aya_dataset" in out
     # downloads stage under resources/ and name the repository
     assert "resources/models/llava-hf/llava-1.5-7b-hf/.ifl-staged.json" in out
     assert "paper-stage --repo-type model --repo-id cis-lmu/glotlid" in out
@@ -105,10 +133,11 @@ def test_slurm_dry_run_lists_the_paper_dag(proj):
 
 def test_staged_downloads_are_not_redone(proj):
     from ifl.config import load
-    from ifl.download import mark_staged, paper_assets
+    from ifl.download import mark_staged
+    from ifl.paper import assets
 
     cfg = load(proj / "config" / "paper.yaml")
-    for asset in paper_assets(cfg).values():  # what the login node left behind
+    for asset in assets(cfg).values():  # what the login node left behind
         mark_staged(asset, proj / "resources")
     # the target goes first: --configfile takes every word after it as a file
     res = _run(["download", "-n", "--cores", "1", *PAPER], proj)
@@ -134,6 +163,14 @@ def test_staged_downloads_are_not_redone(proj):
         (
             lambda c: c["training"]["stage2"].update(deepspeed="zero4"),
             "training.stage2.deepspeed: 'zero4' is not allowed",
+        ),
+        (
+            lambda c: c["remedies"].pop("text_data"),
+            "remedy variant 'text-10' mixes in text-only multilingual data: set remedies.text_data",
+        ),
+        (
+            lambda c: c["remedies"]["text_data"]["columns"].update(response=None),
+            "remedies.text_data.columns.response: None should be of type string",
         ),
     ],
 )
@@ -170,7 +207,9 @@ def test_whole_paper_dag_runs_on_stand_ins(proj):
     """Rule `all` of the paper preset on tiny staged stand-ins, on the CPU: translation, tasks,
     composing, both training stages, generation of a released and two grid VLMs, GlotLID, the
     judge, the gold sheet (stopping until it is annotated), DSL, steering, CKA, the 2-D
-    projection, the notebooks and the book; about two minutes on two cores."""
+    projection, the notebooks and the book; and the remedies: a task-instruction and a text
+    variant mixed and trained, a merge, their replies, the remedies' own gold sheet, the table
+    and the modality gap. About four minutes on two cores."""
     import json
 
     import pandas as pd
@@ -188,16 +227,25 @@ def test_whole_paper_dag_runs_on_stand_ins(proj):
     cfg["judge"] = {"kind": "reference"}  # GPT-4o is out of reach; any judge is a proxy to DSL
     cfg["gold"].update(size=80, sheet="annotated.csv")  # of ~140 replies: every cell has labels
     cfg["dsl"].update(folds=2, splits=1)
+    # One variant of each remedy, German only (the grid's translation of mix665k is reused).
+    cfg["remedies"].update(
+        languages=["de"], text_ratios=[0.25], merge_alphas=[0.5], non_english_shares=[],
+        task_sets={"all": ["mvqa", "epvqa", "bvqa"]}, gold_size=40,
+        gold_sheet="remedies-annotated.csv", gap={"variants": ["base", "tasks-all-100"], "max_points": 20},
+    )  # fmt: skip
     (proj / "smoke.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
     run = proj / "results" / "paper-smoke"
     args = ["--cores", "2", "--configfile", "smoke.yaml"]
 
-    # The gold sheet is exported, then the DAG stops: nobody has annotated it yet.
-    res = _run(args, proj, timeout=600)
+    # Both gold sheets are exported, then the DAG stops: nobody has annotated them yet.
+    res = _run([*args, "--keep-going"], proj, timeout=900)
     assert res.returncode != 0
     assert "annotate results/paper-smoke/gold/sheet.csv" in res.stderr, res.stderr[-4000:]
     assert "save the completed sheet at annotated.csv" in res.stderr
+    assert "annotate results/paper-smoke/remedies/gold/sheet.csv" in res.stderr, res.stderr[-4000:]
+    assert "save the completed sheet at remedies-annotated.csv" in res.stderr
     _annotate(run / "gold" / "sheet.csv", proj / "annotated.csv")
+    _annotate(run / "remedies" / "gold" / "sheet.csv", proj / "remedies-annotated.csv")
     res = _run(args, proj, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
 
@@ -227,12 +275,13 @@ def test_whole_paper_dag_runs_on_stand_ins(proj):
     assert set(cka[["model_a", "model_b"]].iloc[0]) == {"vicuna-clip-en", "vicuna-clip-de"}
     assert len(pd.read_csv(run / "tables" / "projection.csv"))
     summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
-    assert {"fidelity", "prevalence", "steering"} <= set(summary) and "organism" not in summary
-    # The book: the paper preset's five chapters, no organism or remedies entry, no warning.
+    assert {"fidelity", "prevalence", "steering", "remedies"} <= set(summary)
+    assert "organism" not in summary
+    # The book: the paper preset's six chapters, no organism entry, no warning.
     html = proj / "book" / "_build" / "html"
     pages = {p.stem for p in (html / "notebooks").glob("*.html")}
     assert pages == {"01_fidelity", "02_prevalence", "03_design_effects", "04_inside",
-                     "99_how_built"}  # fmt: skip
+                     "05_remedies", "99_how_built"}  # fmt: skip
     assert "00_organism" not in (html / "index.html").read_text(encoding="utf-8")
     log = (proj / "logs" / "paper-smoke" / "book.log").read_text(encoding="utf-8")
     assert "build succeeded" in log and "WARNING" not in log, log[-3000:]
@@ -241,6 +290,26 @@ def test_whole_paper_dag_runs_on_stand_ins(proj):
     assert "replication_ifl" in (html / "notebooks" / "03_design_effects.html").read_text(
         encoding="utf-8"
     )
+    # The remedies: every variant answered the evaluation subset and has DSL estimates from the
+    # annotated sheet; the mixes hold what the config asks for.
+    variants = {"base", "text-25", "merge-50", "tasks-all-100"}
+    remedies = pd.read_csv(run / "tables" / "remedies.csv")
+    methods = set(remedies["method"])
+    assert set(remedies["variant"]) == variants
+    assert {"dsl", "naive_proxy"} <= methods and "oracle" not in methods
+    labelled = pd.read_parquet(run / "remedies" / "labelled.parquet")
+    assert labelled["fidelity_gold"].notna().sum() > 0
+    assert "MultiQ" not in set(labelled["benchmark"])
+    gap = pd.read_csv(run / "tables" / "remedies_gap.csv")
+    assert set(gap["variant"]) == {"base", "tasks-all-100"}
+    mixes = run / "remedies" / "mixes"
+    mix = json.loads((mixes / "tasks-all-100.json").read_text(encoding="utf-8"))
+    assert {ex["language"] for ex in mix if ex["source"] in ("mvqa", "epvqa", "bvqa")} == {"de"}
+    text = json.loads((mixes / "text-25.json").read_text(encoding="utf-8"))
+    assert sum(ex["source"] == "text_ml" for ex in text) == 2  # round(5 x 0.25 / 0.75)
+    assert (run / "remedies" / "merged" / "merge-50" / "merge.json").is_file()
+    assert (proj / "resources" / "datasets" / "CohereForAI" / "aya_dataset").is_dir()
+
     # Nothing changed: nothing to do.
     again = _run([*args, "-n"], proj)
     assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]

@@ -62,6 +62,17 @@ def test_slurm_profile_dry_run_lists_jobs_with_resources(tmp_path):
     assert "mem_mb=3000" in out and "runtime=30" in out
 
 
+def test_remedies_can_be_left_out(tmp_path):
+    """`remedies.enabled: false`: no remedy job, no remedies chapter, the rest of the DAG as is."""
+    proj = _copy_project(tmp_path)
+    (proj / "off.yaml").write_text("remedies: {enabled: false}\n")
+    res = _run(["-n", "--cores", "1", "--configfile", "off.yaml"], proj)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout + res.stderr
+    assert "remedy_" not in out and "05_remedies" not in out
+    assert re.search(r"^stage2\s+14$", out, re.MULTILINE) and "04_inside" in out
+
+
 def test_bad_config_stops_before_any_job(tmp_path):
     proj = _copy_project(tmp_path)
     bad = proj / "bad.yaml"

@@ -5,7 +5,7 @@ front page filled with summary.json's figures), built with Jupyter Book 1 into a
 folder, and moved onto ``book/_build/html`` only when the build succeeded.
 
 ``book/_toc.yml`` lists every chapter of the organism preset; a preset that runs fewer notebooks
-(the paper preset has no organism and no remedies chapter) gets a staged table of contents
+(the paper preset has no organism chapter; `remedies.enabled: false` drops the remedies) gets a staged table of contents
 without the missing chapters, so that Sphinx warns about nothing and no part is left empty.
 """
 

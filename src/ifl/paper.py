@@ -23,9 +23,66 @@ TRAINING_ASSETS = {"pretrain": "llava-pretrain", "instruct": "llava-instruct"}
 CKA_IMAGE_SIZE = 336  # the images CKA compares are stored once, square, at CLIP-336's size
 
 
+#: Short name of the text-only multilingual instruction data of the remedies (``remedies.text_data``).
+REMEDY_TEXT = "dataset:remedy-text"
+
+
 def assets(cfg: Mapping[str, Any]) -> dict[str, Asset]:
-    """The config's hub assets by short name (``model:<name>``, ``dataset:<key>``, ``lid``)."""
-    return paper_assets(cfg)
+    """The config's hub assets by short name (``model:<name>``, ``dataset:<key>``, ``lid``),
+    with the remedies' text data (:data:`REMEDY_TEXT`) when ``remedies.text_data`` is set."""
+    out = paper_assets(cfg)
+    text = remedy_text(cfg)
+    if text is not None:
+        out[REMEDY_TEXT] = Asset(
+            text["hub_id"], "dataset", (*text["files"], "README.md"), text.get("revision")
+        )
+    return out
+
+
+def remedy_text(cfg: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``remedies.text_data`` (schema defaults filled), or None when the config has none."""
+    return (cfg.get("remedies") or {}).get("text_data")
+
+
+def remedy_text_files(cfg: Mapping[str, Any]) -> list[Path]:
+    """The staged files of the remedies' text data that match ``remedies.text_data.files``.
+
+    Raises:
+        ValueError: if it is not configured, not staged, or no staged file matches.
+    """
+    spec = remedy_text(cfg)
+    if spec is None:
+        raise ValueError("remedies.text_data is not set: the text-only multilingual data")
+    root = staged(cfg, REMEDY_TEXT)
+    files = sorted({p for pattern in spec["files"] for p in root.glob(pattern) if p.is_file()})
+    if not files:
+        raise ValueError(
+            f"remedies.text_data.files {spec['files']} match no file under {str(root)!r}"
+        )
+    return files
+
+
+def check_remedies(cfg: Mapping[str, Any], variants: Sequence[Mapping[str, Any]]) -> None:
+    """What the paper preset's remedy variants need from the config, checked before any job.
+
+    Raises:
+        ValueError: one line naming the variant and the missing setting.
+    """
+    from ifl.remedies import remedy_languages
+
+    langs = remedy_languages(cfg)
+    for v in variants:
+        if v["kind"] != "trained":
+            continue
+        if v["text_ratio"] > 0 and remedy_text(cfg) is None:
+            raise ValueError(
+                f"remedy variant {v['name']!r} mixes in text-only multilingual data: set "
+                "remedies.text_data (e.g. {hub_id: CohereForAI/aya_dataset})"
+            )
+        if not langs:
+            raise ValueError(
+                f"remedy variant {v['name']!r} needs a non-English language in remedies.languages"
+            )
 
 
 def asset(cfg: Mapping[str, Any], key: str) -> Asset:

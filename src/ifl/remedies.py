@@ -224,21 +224,24 @@ def labelled_table(
     multipliers: Mapping[str, float],
     seed: int,
     oracle: bool,
+    sheet: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Every reply with ``pi``, gold labels (oracle-annotated gold sample when ``oracle``), the
-    judge's ``accuracy_proxy``, the oracle truth (``oracle``) and LF+ columns.
+    """Every reply with ``pi``, gold labels, the judge's ``accuracy_proxy``, the oracle truth
+    (``oracle``) and LF+ columns.
 
-    Without the oracle there are no gold labels for the remedies (the paper preset would need a
-    second annotation sheet), so only the proxy estimates can be computed.
+    The gold labels come from ``sheet`` when given (the annotated sheet of the remedies' gold
+    sample, :func:`gold_sample_of`: people annotate it in the paper preset), else from the
+    oracle-annotated gold sample (``oracle``); with neither, only proxy estimates can be
+    computed.
     """
     from ifl.annotate import SHEET_COLUMNS, fill_sheet, to_sheet
     from ifl.labels import assemble, gold_sample, oracle_annotator, oracle_truth
 
     size = min(int(gold_size), len(measured))
-    if oracle:
+    if sheet is None and oracle:
         sample = gold_sample(measured, tasks, size=size, seed=seed, multipliers=multipliers)
         sheet = fill_sheet(to_sheet(sample), oracle_annotator(tasks))
-    else:
+    elif sheet is None:
         sheet = pd.DataFrame({c: pd.Series(dtype=object) for c in SHEET_COLUMNS})
     df = assemble(
         measured, tasks, sheet, size=size, multipliers=multipliers
@@ -250,6 +253,22 @@ def labelled_table(
     if oracle:
         df = oracle_truth(df, tasks)
     return with_lf_plus(df)
+
+
+def gold_sample_of(
+    generations: pd.DataFrame,
+    tasks: pd.DataFrame,
+    *,
+    gold_size: int,
+    multipliers: Mapping[str, float],
+    seed: int,
+) -> pd.DataFrame:
+    """The remedies' gold sample (appendix B's design over every variant's replies), the one
+    :func:`labelled_table` draws for the oracle: the same ``seed`` and ``min(gold_size, n)``."""
+    from ifl.labels import gold_sample
+
+    size = min(int(gold_size), len(generations))
+    return gold_sample(generations, tasks, size=size, seed=seed, multipliers=multipliers)
 
 
 # ---- estimates ----------------------------------------------------------------------------

@@ -142,11 +142,12 @@ NOTEBOOK_PARAMS = {
 # (new records rerun the page), a plain parameter otherwise.
 if Path(SPEED).is_dir():
     NOTEBOOK_TABLES["99_how_built"]["speed_dir"] = SPEED
-# The organism chapter checks the synthetic world, and the remedies train organism variants:
-# the paper preset has neither (remedies.smk is not included there).
-ORGANISM_ONLY = ("00_organism", "05_remedies")
+# The organism chapter checks the synthetic world: the paper preset has none. The remedies'
+# chapter exists in both presets unless `remedies.enabled` is false.
+REMEDIES_ON = bool(config["remedies"]["enabled"])
+LEFT_OUT = (("00_organism",) if PRESET == "paper" else ()) + (() if REMEDIES_ON else ("05_remedies",))
+NOTEBOOK_TABLES = {k: v for k, v in NOTEBOOK_TABLES.items() if k not in LEFT_OUT}
 if PRESET == "paper":
-    NOTEBOOK_TABLES = {k: v for k, v in NOTEBOOK_TABLES.items() if k not in ORGANISM_ONLY}
     # Columns beside the paper's are labelled "organism" by default; here they are real VLMs'.
     for _nb in ("03_design_effects", "04_inside"):
         NOTEBOOK_PARAMS[_nb] = {**NOTEBOOK_PARAMS.get(_nb, {}), "run_label": "replication"}
@@ -160,6 +161,7 @@ SUMMARY_INPUTS = {
 }
 if PRESET == "organism":
     SUMMARY_INPUTS["organism"] = f"{RUN}/tables/organism_accuracy.csv"
+if REMEDIES_ON:
     SUMMARY_INPUTS["remedies"] = f"{RUN}/tables/remedies.csv"
 
 

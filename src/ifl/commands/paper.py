@@ -1,5 +1,6 @@
 """Subcommands of the paper preset (workflow/rules/paper*.smk): staging, NLLB translation, the
-task table, composing and training the design grid, generation with real checkpoints."""
+task table, composing and training the design grid, generation with real checkpoints, and the
+remedies' stage-2 mixes and training (workflow/rules/paper_remedies.smk)."""
 
 from __future__ import annotations
 
@@ -167,27 +168,103 @@ def _compose(a, cfg):
 def _train(a, cfg):
     """LLaVA stage 1 (projector, captions) or stage 2 (projector + LLM, instructions)."""
     from ifl import paper
+
+    part = "pretrain" if a.stage == "1" else "instruct"
+    data = paper.read_training(cfg, part, a.data, check_images=True)
+    _fit(cfg, a.model, data, a.out, stage=int(a.stage), stage_name=f"stage{a.stage}")
+
+
+def _fit(cfg, model, data, out, *, stage: int, stage_name: str, final_fraction: float = 0.0):
+    """The LLaVA-1.5 recipe's stage ``stage`` on ``data``; the seed depends on the stage only,
+    so that a remedy variant trains exactly like its base but for the data."""
     from ifl.train.hf_trainer import StageSpec, train
 
     tr = cfg["training"]
-    part = "pretrain" if a.stage == "1" else "instruct"
-    data = paper.read_training(cfg, part, a.data, check_images=True)
     device = from_config(cfg)
     train(
-        a.model,
+        model,
         data,
-        a.out,
-        StageSpec.from_config(tr[f"stage{a.stage}"]),
-        mode="plain" if a.stage == "1" else "chat",
+        out,
+        StageSpec.from_config(tr[f"stage{stage}"]),
+        mode="plain" if stage == 1 else "chat",
         max_length=tr["max_length"],
         bf16=tr["bf16"] and device.type == "cuda",
         gradient_checkpointing=tr["gradient_checkpointing"],
         save_steps=tr["save_steps"],
-        seed=cfg["seed"] + 30 + int(a.stage),
+        seed=cfg["seed"] + 30 + stage,
         cpu=device.type == "cpu",
         workers=max(0, cfg["threads"] - 1),
-        stage_name=f"stage{a.stage}",
+        stage_name=stage_name,
+        final_fraction=final_fraction,
     )
+
+
+def _trained_variant(cfg, name: str) -> dict:
+    from ifl.remedies import variant
+
+    spec = variant(cfg, name)
+    if spec["kind"] != "trained":
+        raise ValueError(f"remedy variant {name!r} is not trained (it is {spec['kind']})")
+    return spec
+
+
+@command(
+    "paper-remedy-mix",
+    ("--variant", REQ),
+    ("--base-data", {"default": None}),
+    ("--translation", {"nargs": 2, "action": "append", "default": [],
+                       "metavar": ("LANG", "JSON")}),
+    ("--out", REQ),
+)  # fmt: skip
+def _remedy_mix(a, cfg):
+    """A remedy variant's stage-2 data: the base's data (``--base-data``, a translated
+    ``instruct-<lang>.json``; default the staged English mix665k), task rows built from mix665k
+    and its translations (``--translation LANG JSON``, one per language), text-only
+    multilingual rows from the staged ``remedies.text_data``."""
+    import json
+
+    from ifl import paper
+    from ifl.data.llava_data import read_llava_json
+    from ifl.data.mixes import proportions
+    from ifl.data.paper_mixes import build_paper_mix, read_text_data, write_mix
+    from ifl.remedies import base_entry, remedy_languages
+
+    spec = _trained_variant(cfg, a.variant)
+    langs = remedy_languages(cfg)
+    path, _, limit = paper.training_json(cfg, "instruct")
+    english = read_llava_json(path, None, limit=limit)  # image paths stay relative
+    base_lang = base_entry(cfg)["data"]
+    if (base_lang == "en") != (a.base_data is None):
+        raise ValueError(f"the base trained on {base_lang!r} data: --base-data is the {base_lang} "
+                         "instructions exactly when that is not English")  # fmt: skip
+    base = english if a.base_data is None else read_llava_json(a.base_data, None)
+    text = None
+    if spec["text_ratio"] > 0:
+        t = paper.remedy_text(cfg)
+        text = read_text_data(paper.remedy_text_files(cfg), t["columns"], langs,
+                              language_codes=t.get("language_codes"))  # fmt: skip
+    mix = build_paper_mix(
+        base, english, dict(a.translation), text, base_language=base_lang,
+        text_ratio=spec["text_ratio"], text_phase=spec["text_phase"], tasks=spec["tasks"],
+        non_english_share=spec["non_english_share"], languages=langs, seed=cfg["seed"] + 40,
+    )  # fmt: skip
+    print(json.dumps({"variant": a.variant, "rows": len(mix), **proportions(mix)}))
+    write_mix(mix, a.out)
+
+
+@command("paper-remedy-train", ("--model", REQ), ("--mix", REQ), ("--variant", REQ),
+         ("--out", REQ))  # fmt: skip
+def _remedy_train(a, cfg):
+    """Stage 2 of a remedy variant from the base's stage-1 checkpoint, on its mix, with the
+    base's recipe and seed (the final phase's rows only in the last steps)."""
+    from ifl import paper
+    from ifl.data.paper_mixes import read_mix
+
+    spec = _trained_variant(cfg, a.variant)
+    _, image_root, _ = paper.training_json(cfg, "instruct")
+    data = read_mix(a.mix, image_root, check_images=True)
+    _fit(cfg, a.model, data, a.out, stage=2, stage_name=f"stage2-{a.variant}",
+         final_fraction=spec["final_fraction"])  # fmt: skip
 
 
 @command(
@@ -198,18 +275,23 @@ def _train(a, cfg):
     ("--shards", {"type": int, **REQ}),
     ("--name", REQ),
     ("--out", REQ),
+    ("--remedies-eval", {"action": "store_true"}),
 )
 def _generate(a, cfg):
-    """Replies of a released VLM (registry name) or a trained grid VLM (directory), in the
-    checkpoint's own prompt format."""
+    """Replies of a released VLM (registry name) or a trained grid VLM or remedy variant
+    (directory), in the checkpoint's own prompt format; ``--remedies-eval`` asks only the
+    remedies' evaluation subset (``remedies.eval``)."""
     from ifl import generate, paper
     from ifl.models.registry import get, load_pretrained, make_prompter, resolve
+    from ifl.remedies import eval_tasks
 
     device, resources = from_config(cfg), cfg["resources_dir"]
     target = a.model if Path(a.model).is_dir() else get(a.model)
     entry, _ = resolve(target, resources)
     model, processor = load_pretrained(target, device, resources=resources)
-    q = paper.generation_queries(pd.read_parquet(a.tasks), make_prompter(entry, processor))
+    tasks = pd.read_parquet(a.tasks)
+    tasks = eval_tasks(tasks, cfg) if a.remedies_eval else tasks
+    q = paper.generation_queries(tasks, make_prompter(entry, processor))
     generate.run(
         model,
         processor,

@@ -1,5 +1,6 @@
 """Subcommands of the remedies (workflow/rules/remedies.smk): mixes, training, merging,
-generation on the evaluation subset, labels, tables and the modality-gap points."""
+generation on the evaluation subset, the gold sheet, labels, tables and the modality-gap points.
+The paper preset's mixes and training are ``paper-remedy-*`` (ifl.commands.paper)."""
 
 from __future__ import annotations
 
@@ -119,11 +120,64 @@ def _base(a, cfg):
     )
 
 
+def _gold_kwargs(cfg: dict) -> dict:
+    """How the remedies' gold sample is drawn (the same in the sheet and in the labels)."""
+    return {
+        "gold_size": cfg["remedies"]["gold_size"],
+        "multipliers": cfg["gold"]["multipliers"],
+        "seed": cfg["seed"] + 60,
+    }
+
+
 @command(
-    "remedies-label", ("--generations", {"nargs": "+", **REQ}), ("--tasks", REQ), ("--out", REQ)
-)
+    "remedies-gold-sample", ("--generations", {"nargs": "+", **REQ}), ("--tasks", REQ),
+    ("--out", REQ), ("--sheet", REQ),
+)  # fmt: skip
+def _gold_sample(a, cfg):
+    """The remedies' gold sample and its blank sheet (annotated by people: ``gold.annotator``
+    sheet, as the paper preset's)."""
+    from ifl.annotate import export_sheet
+    from ifl.io import write_parquet
+    from ifl.remedies import gold_sample_of
+
+    gens = pd.concat([pd.read_parquet(p) for p in a.generations], ignore_index=True)
+    sample = gold_sample_of(gens, pd.read_parquet(a.tasks), **_gold_kwargs(cfg))
+    write_parquet(sample, a.out)
+    export_sheet(sample, a.sheet)
+
+
+@command("remedies-gold-annotate", ("--sample", REQ), ("--sheet", REQ), ("--tasks", REQ),
+         ("--out", REQ))  # fmt: skip
+def _gold_annotate(a, cfg):
+    """The annotated remedies sheet: the oracle's answers, or the completed sheet at
+    ``remedies.gold_sheet`` validated (the job stops, naming the sheet to fill, until then)."""
+    from ifl.annotate import fill_sheet, import_sheet, to_sheet, write_sheet
+    from ifl.labels import oracle_annotator
+
+    sample = pd.read_parquet(a.sample)
+    if cfg["gold"]["annotator"] == "oracle":
+        sheet = fill_sheet(to_sheet(sample), oracle_annotator(pd.read_parquet(a.tasks)))
+    else:
+        done = cfg["remedies"].get("gold_sheet")
+        if not done or not Path(done).is_file():
+            raise ValueError(
+                f"annotate {a.sheet} (appendix B's three questions, the remedies' replies) and save "
+                f"the completed sheet at {done or '<remedies.gold_sheet in the config>'}, then run "
+                "the DAG again"
+            )
+        sheet = import_sheet(done, expected_ids=sample["id"])
+    write_sheet(sheet, a.out)
+
+
+@command(
+    "remedies-label", ("--generations", {"nargs": "+", **REQ}), ("--tasks", REQ), ("--out", REQ),
+    ("--annotated", {"default": None}),
+)  # fmt: skip
 def _label(a, cfg):
+    """LID and judge of every remedy reply, with gold labels from ``--annotated`` (the sheet of
+    remedies-gold-annotate) or, without it, from the oracle-annotated gold sample."""
     from ifl import lid
+    from ifl.annotate import import_sheet
     from ifl.io import write_parquet
     from ifl.judge import make_judge
     from ifl.remedies import labelled_table
@@ -131,15 +185,17 @@ def _label(a, cfg):
     gens = pd.concat([pd.read_parquet(p) for p in a.generations], ignore_index=True)
     path = cfg["lid"]["model"] or lid.default_lid176_path()
     measured = lid.measure(gens, lid.LanguageIdentifier(path, kind=cfg["lid"]["kind"]))
-    g = cfg["gold"]
+    sheet = None
+    if a.annotated:
+        ids = pd.read_csv(a.annotated, dtype=str, keep_default_na=False)["id"]
+        sheet = import_sheet(a.annotated, expected_ids=ids)
     df = labelled_table(
         measured,
         pd.read_parquet(a.tasks),
         make_judge(cfg["judge"]),
-        gold_size=cfg["remedies"]["gold_size"],
-        multipliers=g["multipliers"],
-        seed=cfg["seed"] + 60,
-        oracle=g["annotator"] == "oracle",
+        **_gold_kwargs(cfg),
+        oracle=cfg["gold"]["annotator"] == "oracle",
+        sheet=sheet,
     )
     write_parquet(df, a.out)
 
@@ -177,6 +233,8 @@ def _gap(a, cfg):
     gap = cfg["remedies"]["gap"]
     tasks = eval_tasks(pd.read_parquet(a.tasks), cfg)
     tasks = tasks[tasks["benchmark"] != "MultiQ"]  # its image is unrelated to the question
+    # a machine translation can come back empty: such a question has no embedding to average
+    tasks = tasks[tasks["question"].fillna("").str.strip() != ""]
     if tasks.empty:
         raise ValueError("remedies.eval has no task with a related image for the modality gap")
     rng = np.random.default_rng(cfg["seed"] + 70)

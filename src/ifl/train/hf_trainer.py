@@ -17,6 +17,11 @@ Every ``save_steps`` optimiser steps the full training state is saved under
 ``<out>.part/``; a rerun after a kill resumes from it (same data order, optimiser and
 scheduler) when the settings are unchanged. The finished checkpoint (safetensors, processor,
 ``loss.csv``, ``train_state.json``) replaces ``out`` in one rename.
+
+A remedy mix (:mod:`ifl.data.paper_mixes`) may hold rows of a ``final`` phase (textual
+regularisation in the last steps only): with ``final_fraction`` the first steps sample only
+the other rows and the last ``round(final_fraction * steps)`` sample every row, one optimiser
+and one learning-rate schedule throughout (as the organism's ``stage2_phased``).
 """
 
 from __future__ import annotations
@@ -326,6 +331,32 @@ def _batches(
         epoch += 1
 
 
+def _phased_batches(
+    head: pd.DataFrame,
+    full: pd.DataFrame,
+    loader_kwargs: Mapping[str, Any],
+    accelerator: Any,
+    seed: int,
+    skip: int,
+    switch: int,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """``head``'s micro-batches until ``switch`` of them were drawn, then ``full``'s (in its
+    own seeded order); the first ``skip`` micro-batches of the whole stream are skipped."""
+    if skip < switch:
+        stream = _batches(head, loader_kwargs, accelerator, seed, skip)
+        for _ in range(switch - skip):
+            yield next(stream)
+        skip = switch
+    yield from _batches(full, loader_kwargs, accelerator, seed + 1, skip - switch)
+
+
+def final_phase_start(total: int, final_fraction: float) -> int:
+    """The optimiser step from which a mix's ``final`` rows are sampled too."""
+    if not 0 < final_fraction < 1:
+        raise ValueError(f"final_fraction must lie in (0, 1), got {final_fraction!r}")
+    return total - int(round(final_fraction * total))
+
+
 def micro_batches_per_epoch(n_examples: int, per_device: int, world: int) -> int:
     """Batches each process sees per epoch (accelerate pads the last round to full size)."""
     return math.ceil(math.ceil(n_examples / per_device) / world)
@@ -346,11 +377,14 @@ def train(
     cpu: bool = False,
     workers: int = 0,
     stage_name: str = "",
+    final_fraction: float = 0.0,
 ) -> pd.DataFrame:
     """Train the LLaVA in ``model_dir`` on ``data`` (rows of :func:`ifl.data.llava_data.read_llava_json`)
     and save the result to ``out_dir`` (safetensors, processor, ``loss.csv``, ``train_state.json``).
 
     Resumes from ``<out_dir>.part/`` when a previous run with the same settings was interrupted.
+    When ``data`` has a ``phase`` column with ``final`` rows, those join the sampling only for
+    the last ``final_fraction`` of the steps (see the module docstring).
 
     Returns:
         The loss curve (``stage``, ``step``, ``loss``: the mean over the step's examples).
@@ -368,6 +402,13 @@ def train(
     total = spec.max_steps or max(1, int(per_epoch * spec.epochs) // accumulation)
     stage_name = stage_name or f"{mode}-{spec.tune}"
     settings = {"mode": mode, "max_length": max_length, "bf16": bf16, "seed": seed, "world": world}
+    final = data["phase"].eq("final").to_numpy() if "phase" in data.columns else None
+    phased = final is not None and bool(final.any())
+    if phased:
+        if final.all():
+            raise ValueError("the mix has no rows outside the final phase")
+        switch = final_phase_start(total, final_fraction)
+        settings["final_fraction"] = final_fraction  # part of the resumable state
     fingerprint = _fingerprint(spec, data, model_dir, **settings)
 
     torch.manual_seed(seed)
@@ -403,7 +444,13 @@ def train(
             max_length=max_length,
         ),
     }
-    batches = _batches(data, loader_kwargs, accelerator, seed, skip=step * accumulation)
+    if phased:
+        batches = _phased_batches(
+            data[~final], data, loader_kwargs, accelerator, seed,
+            skip=step * accumulation, switch=switch * accumulation,
+        )  # fmt: skip
+    else:
+        batches = _batches(data, loader_kwargs, accelerator, seed, skip=step * accumulation)
     model.train()
     losses: list[torch.Tensor] = []
     while step < total:

@@ -14,7 +14,9 @@ language model as ``model.language_model.*`` (transformers >= 4.52 in memory) or
 checkpoints), the head as ``lm_head.weight`` or ``language_model.lm_head.weight``; the causal
 LM stores ``model.*`` and ``lm_head.weight``. A tied head (no ``lm_head.weight`` on disk) is
 handled on both sides. Extra embedding rows of the VLM (e.g. the added ``<image>`` token) keep
-their fine-tuned values.
+their fine-tuned values. The original LLM may also be a PyTorch ``*.bin`` checkpoint (older hub
+releases such as the first lmsys/vicuna-7b-v1.5 revisions): its shards are memory-mapped one at
+a time (``torch.load(mmap=True, weights_only=True)``), so memory stays at about one shard too.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from ifl.io import atomic_dir
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
+BIN_INDEX = "pytorch_model.bin.index.json"
+BIN_SINGLE = "pytorch_model.bin"
 HEAD = "lm_head.weight"
 EMBED = "model.embed_tokens.weight"
 _LM_PREFIXES = ("model.language_model.", "language_model.model.")
@@ -49,8 +53,9 @@ def llm_key(vlm_key: str) -> str | None:
     return None
 
 
-def shard_map(ckpt: str | Path) -> dict[str, str]:
-    """Tensor name -> shard file name of a safetensors checkpoint directory (sharded or not)."""
+def shard_map(ckpt: str | Path, *, allow_bin: bool = False) -> dict[str, str]:
+    """Tensor name -> shard file name of a safetensors checkpoint directory (sharded or not);
+    with ``allow_bin``, of a PyTorch ``*.bin`` checkpoint when there is no safetensors one."""
     ckpt = Path(ckpt)
     if (ckpt / INDEX).is_file():
         weight_map = json.loads((ckpt / INDEX).read_text(encoding="utf-8"))["weight_map"]
@@ -58,7 +63,16 @@ def shard_map(ckpt: str | Path) -> dict[str, str]:
     if (ckpt / SINGLE).is_file():
         with safe_open(ckpt / SINGLE, framework="pt") as f:
             return dict.fromkeys(f.keys(), SINGLE)
+    if allow_bin and (ckpt / BIN_INDEX).is_file():
+        return dict(json.loads((ckpt / BIN_INDEX).read_text(encoding="utf-8"))["weight_map"])
+    if allow_bin and (ckpt / BIN_SINGLE).is_file():
+        return dict.fromkeys(_load_bin(ckpt / BIN_SINGLE), BIN_SINGLE)
     raise ValueError(f"no safetensors checkpoint ({SINGLE} or {INDEX}) in {str(ckpt)!r}")
+
+
+def _load_bin(path: Path) -> dict[str, torch.Tensor]:
+    """A PyTorch shard, memory-mapped (tensors are read from disk when touched)."""
+    return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
 
 
 def interpolate(tuned: torch.Tensor, original: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -91,11 +105,16 @@ class _Reader:
 
     def __init__(self, ckpt: Path, stack: ExitStack) -> None:
         self.ckpt, self.stack = ckpt, stack
-        self.where = shard_map(ckpt)
+        self.where = shard_map(ckpt, allow_bin=True)
         self._open: dict[str, Any] = {}
+        self._bin: tuple[str, dict[str, torch.Tensor]] = ("", {})  # the one mapped *.bin shard
 
     def get(self, key: str) -> torch.Tensor:
         shard = self.where[key]
+        if shard.endswith(".bin"):
+            if self._bin[0] != shard:
+                self._bin = (shard, _load_bin(self.ckpt / shard))
+            return self._bin[1][key]
         if shard not in self._open:
             self._open[shard] = self.stack.enter_context(
                 safe_open(self.ckpt / shard, framework="pt")
