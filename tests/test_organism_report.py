@@ -12,6 +12,8 @@ from ifl.dag import benchmark_table, job_counts
 from ifl.organism_report import (
     accuracy_by_kind,
     lid_rates,
+    llm_text_accuracy_by_kind,
+    llm_text_fidelity,
     loss_curves,
     run_span_minutes,
     vision_probe,
@@ -83,6 +85,26 @@ def test_accuracy_by_kind_joins_the_task_kinds():
         accuracy_by_kind(labelled.assign(task_id="t9"), tasks)
     with pytest.raises(ValueError, match="no MaXM rows in language 'de'"):
         accuracy_by_kind(labelled, tasks, language="de")
+
+
+def test_llm_text_tables_aggregate_replies_per_language_and_kind():
+    replies = pd.DataFrame(
+        {
+            "backbone": ["yi"] * 4 + ["leo"] * 2,
+            "language": ["en", "zh", "zh", "de", "en", "de"],
+            "kind": ["colour", "colour", "shape", "colour", "colour", "shape"],
+            "faithful": [True, True, False, True, True, True],
+            "correct": [True, False, False, True, False, True],
+        }
+    )
+    fid = llm_text_fidelity(replies).set_index(["backbone", "language"])
+    assert fid.loc[("yi", "zh"), "fidelity"] == 0.5 and fid.loc[("yi", "zh"), "n"] == 2
+    assert fid.loc[("yi", "en"), "accuracy"] == 1.0
+    # German is outside yi's mix: its row counts for fidelity but not for the per-kind accuracy.
+    kind = llm_text_accuracy_by_kind(replies, {"yi": ["en", "zh"], "leo": ["en", "de"]})
+    kind = kind.set_index(["backbone", "kind"])
+    assert kind.loc[("yi", "colour"), "accuracy"] == 0.5 and kind.loc[("yi", "colour"), "n"] == 2
+    assert kind.loc[("leo", "shape"), "accuracy"] == 1.0
 
 
 @pytest.mark.parametrize("patch", [8, 16])

@@ -430,7 +430,9 @@ def _organism_report(a, cfg):
     from ifl.organism_report import (
         accuracy_by_kind,
         lid_rates,
+        llm_text_accuracy_by_kind,
         llm_text_fidelity,
+        llm_text_replies,
         loss_curves,
         vision_probe,
         vlm_accuracy,
@@ -448,11 +450,16 @@ def _organism_report(a, cfg):
         seed=cfg["seed"],
     )
     write_csv(rates, out / "organism_lid.csv")
-    fid = [
-        llm_text_fidelity(d, tasks, cfg["languages"], backbone=Path(d).name, device=device)
-        for d in a.llms
-    ]
-    write_csv(pd.concat(fid, ignore_index=True), out / "organism_llm_fidelity.csv")
+    replies = pd.concat(
+        [
+            llm_text_replies(d, tasks, cfg["languages"], backbone=Path(d).name, device=device)
+            for d in a.llms
+        ],
+        ignore_index=True,
+    )
+    write_csv(llm_text_fidelity(replies), out / "organism_llm_fidelity.csv")
+    mixes = {name: list(b["mix"]) for name, b in cfg["backbones"].items()}
+    write_csv(llm_text_accuracy_by_kind(replies, mixes), out / "organism_llm_accuracy_kind.csv")
     labelled = pd.read_parquet(a.labelled)
     write_csv(vlm_accuracy(labelled), out / "organism_accuracy.csv")
     write_csv(accuracy_by_kind(labelled, tasks), out / "organism_accuracy_kind.csv")

@@ -1,7 +1,8 @@
 """Quality checks of the model organism: is it a fair stand-in for the paper's models?
 
 * the LID model recognises the world's sentences in each language (``lid_rates``);
-* each LLM backbone answers text-only questions in the query language (``llm_text_fidelity``);
+* each LLM backbone answers text-only questions in the query language (``llm_text_fidelity``),
+  and how often it answers them correctly, per question kind (``llm_text_accuracy_by_kind``);
 * each VLM answers English short questions about its images correctly (``vlm_accuracy``), per
   question kind and condition (``accuracy_by_kind``);
 * what the vision encoders see: linear probes of each object's attributes from the frozen
@@ -11,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ifl.models.prompts import prompt
-from ifl.world.items import describe, make_item, realise
-from ifl.world.oracle import oracle_language
+from ifl.world.items import describe, item_from_json, make_item, realise
+from ifl.world.oracle import oracle_correct, oracle_language
 from ifl.world.scenes import sample_scene
 
 LID_KINDS = {"description": None, "question": ("short", "colour"), "answer": ("short", "colour")}
@@ -57,7 +58,7 @@ def lid_rates(identify, languages: Sequence[str], *, n: int = 100, seed: int = 0
 
 
 @torch.inference_mode()
-def llm_text_fidelity(
+def llm_text_replies(
     llm_dir: str | Path,
     tasks: pd.DataFrame,
     languages: Sequence[str],
@@ -67,9 +68,9 @@ def llm_text_fidelity(
     max_new_tokens: int = 8,
     device: torch.device | None = None,
 ) -> pd.DataFrame:
-    """Fidelity of a text-only backbone on the text condition (description + question), per language.
-
-    The reply's language is read by the oracle (the lexicon), so this is the true fidelity.
+    """A text-only backbone's replies on the text condition (description + question), judged by
+    the lexicon oracle: one row per task with ``faithful`` (reply in the query's language) and
+    ``correct`` (the answer is right, in any language).
     """
     tok = AutoTokenizer.from_pretrained(llm_dir)
     tok.padding_side = "left"
@@ -90,15 +91,38 @@ def llm_text_fidelity(
             eos_token_id=tok.eos_token_id,
         )
         replies += tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-    faithful = [
-        oracle_language(r, hint=lang) == lang
-        for r, lang in zip(replies, sub["language"], strict=True)
+    items = [item_from_json(i) for i in sub["item"]]
+    return pd.DataFrame(
+        {
+            "backbone": backbone,
+            "language": sub["language"].to_numpy(),
+            "kind": sub["kind"].to_numpy(),
+            "faithful": [
+                oracle_language(r, hint=lang) == lang
+                for r, lang in zip(replies, sub["language"], strict=True)
+            ],
+            "correct": [oracle_correct(r, it) for r, it in zip(replies, items, strict=True)],
+        }
+    )
+
+
+def llm_text_fidelity(replies: pd.DataFrame) -> pd.DataFrame:
+    """Fidelity (and accuracy) per backbone and language from :func:`llm_text_replies`."""
+    g = replies.groupby(["backbone", "language"]).agg(
+        fidelity=("faithful", "mean"), accuracy=("correct", "mean"), n=("faithful", "size")
+    )
+    return g.reset_index()[["backbone", "language", "fidelity", "n", "accuracy"]]
+
+
+def llm_text_accuracy_by_kind(
+    replies: pd.DataFrame, mixes: Mapping[str, Sequence[str]]
+) -> pd.DataFrame:
+    """Accuracy per backbone and question kind over the languages of the backbone's mix."""
+    keep = [
+        lang in mixes[b] for b, lang in zip(replies["backbone"], replies["language"], strict=True)
     ]
-    df = pd.DataFrame({"language": sub["language"].to_numpy(), "faithful": faithful})
-    g = df.groupby("language")["faithful"].agg(["mean", "size"]).reset_index()
-    return g.rename(columns={"mean": "fidelity", "size": "n"}).assign(backbone=backbone)[
-        ["backbone", "language", "fidelity", "n"]
-    ]
+    g = replies[keep].groupby(["backbone", "kind"])["correct"].agg(["mean", "size"])
+    return g.reset_index().rename(columns={"mean": "accuracy", "size": "n"})
 
 
 def vlm_accuracy(

@@ -89,6 +89,7 @@ rule organism_report:
     output:
         lid=f"{RUN}/tables/organism_lid.csv",
         llm=f"{RUN}/tables/organism_llm_fidelity.csv",
+        llm_kind=f"{RUN}/tables/organism_llm_accuracy_kind.csv",
         accuracy=f"{RUN}/tables/organism_accuracy.csv",
         accuracy_kind=f"{RUN}/tables/organism_accuracy_kind.csv",
         probe=f"{RUN}/tables/organism_probe.csv",

@@ -80,6 +80,7 @@ NOTEBOOK_TABLES = {
         "tasks_parquet": f"{RUN}/data/tasks.parquet",
         "lid_csv": f"{RUN}/tables/organism_lid.csv",
         "llm_csv": f"{RUN}/tables/organism_llm_fidelity.csv",
+        "llm_kind_csv": f"{RUN}/tables/organism_llm_accuracy_kind.csv",
         "accuracy_csv": f"{RUN}/tables/organism_accuracy.csv",
         "accuracy_kind_csv": f"{RUN}/tables/organism_accuracy_kind.csv",
         "probe_csv": f"{RUN}/tables/organism_probe.csv",
