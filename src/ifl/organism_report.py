@@ -229,15 +229,24 @@ def loss_curves(model_dirs: Sequence[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def run_span_minutes(bench_dir: str | Path) -> float:
-    """Wall time spanned by the benchmarked jobs: last end minus first start, in minutes.
+def run_span_minutes(bench_dir: str | Path, *, gap_s: float = 900.0) -> float:
+    """Wall time of the latest run: from the first start to the last end of the latest stretch
+    of jobs that ran back to back (no idle gap over ``gap_s`` seconds), in minutes.
 
     Each Snakemake benchmark file is written when its job ends; its ``s`` column is the job's
-    wall time, so the job started ``s`` seconds before the file's modification time.
+    wall time, so the job started ``s`` seconds before the file's modification time. A later
+    partial rerun (say, one notebook) is its own stretch and does not stretch the full run's
+    figure over the hours in between; the figure is then that rerun's.
     """
     files = sorted(Path(bench_dir).glob("*.tsv"))
     if not files:
         raise ValueError(f"no benchmark files in {str(bench_dir)!r}")
     ends = np.array([f.stat().st_mtime for f in files])
-    secs = np.array([float(pd.read_csv(f, sep="\t")["s"].iloc[0]) for f in files])
-    return float((ends.max() - (ends - secs).min()) / 60)
+    starts = ends - np.array([float(pd.read_csv(f, sep="\t")["s"].iloc[0]) for f in files])
+    order = np.argsort(starts, kind="stable")
+    first, last = starts[order[0]], ends[order[0]]
+    for i in order[1:]:
+        if starts[i] > last + gap_s:  # idle machine in between: a new run starts here
+            first = starts[i]
+        last = max(last, ends[i])
+    return float((last - first) / 60)
