@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ifl.dag import benchmark_table
-from ifl.organism_report import run_span_minutes
+from ifl.organism_report import run_span
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,9 +35,11 @@ def main(argv: list[str] | None = None) -> int:
         print(
             table.assign(minutes=(table["seconds"] / 60).round(2)).round(1).to_string(index=False)
         )
+    minutes, jobs = run_span(bench)
     print(
         f"\njobs: {int(table['jobs'].sum())}; summed job time: {table['seconds'].sum() / 60:.1f} min; "
-        f"wall time spanned: {run_span_minutes(bench):.1f} min; peak RSS: {table['max_rss_mb'].max():.0f} MB"
+        f"wall time of the latest run: {minutes:.1f} min ({jobs} timed jobs); "
+        f"peak RSS: {table['max_rss_mb'].max():.0f} MB"
     )
     return 0
 

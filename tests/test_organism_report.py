@@ -15,7 +15,7 @@ from ifl.organism_report import (
     llm_text_accuracy_by_kind,
     llm_text_fidelity,
     loss_curves,
-    run_span_minutes,
+    run_span,
     vision_probe,
 )
 from ifl.world.oracle import oracle_language
@@ -39,19 +39,19 @@ def test_run_span_and_benchmark_table(tmp_path):
         path = tmp_path / f"{name}.tsv"
         path.write_text(f"s\th:m:s\tmax_rss\n{secs}\t0:00:00\t123.4\n")
         os.utime(path, (end, end))
-    assert run_span_minutes(tmp_path) == pytest.approx(505 / 60, abs=1e-6)
+    assert run_span(tmp_path) == (pytest.approx(505 / 60, abs=1e-6), 3)
     # A job rerun an hour later is a run of its own: the span is its 20 s, not the hour.
     later = tmp_path / "notebook-00.tsv"
     later.write_text("s\th:m:s\tmax_rss\n20.0\t0:00:20\t100.0\n")
     os.utime(later, (now + 3600, now + 3600))
-    assert run_span_minutes(tmp_path) == pytest.approx(20 / 60, abs=1e-6)
-    assert run_span_minutes(tmp_path, gap_s=4000) == pytest.approx((3600 + 505) / 60, abs=1e-6)
+    assert run_span(tmp_path) == (pytest.approx(20 / 60, abs=1e-6), 1)
+    assert run_span(tmp_path, gap_s=4000) == (pytest.approx((3600 + 505) / 60, abs=1e-6), 4)
     later.unlink()
     table = benchmark_table(tmp_path).set_index("rule")
     assert table.loc["stage2", "jobs"] == 2 and table.loc["stage2", "seconds"] == 90.0
     assert table.index[0] == "stage2"
     with pytest.raises(ValueError, match="no benchmark files"):
-        run_span_minutes(tmp_path / "none")
+        run_span(tmp_path / "none")
 
 
 def test_job_counts_parses_the_dry_run_table():

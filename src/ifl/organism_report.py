@@ -7,7 +7,7 @@
   question kind and condition (``accuracy_by_kind``);
 * what the vision encoders see: linear probes of each object's attributes from the frozen
   features the projector reads (``vision_probe``);
-* the training loss curves (``loss_curves``) and the wall time of the run (``run_span_minutes``).
+* the training loss curves (``loss_curves``) and the wall time of the run (``run_span``).
 """
 
 from __future__ import annotations
@@ -229,14 +229,15 @@ def loss_curves(model_dirs: Sequence[str | Path]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def run_span_minutes(bench_dir: str | Path, *, gap_s: float = 900.0) -> float:
-    """Wall time of the latest run: from the first start to the last end of the latest stretch
-    of jobs that ran back to back (no idle gap over ``gap_s`` seconds), in minutes.
+def run_span(bench_dir: str | Path, *, gap_s: float = 900.0) -> tuple[float, int]:
+    """Wall time of the latest run and its number of timed jobs: from the first start to the last
+    end of the latest stretch of jobs that ran back to back (no idle gap over ``gap_s`` s), in
+    minutes.
 
     Each Snakemake benchmark file is written when its job ends; its ``s`` column is the job's
     wall time, so the job started ``s`` seconds before the file's modification time. A later
     partial rerun (say, one notebook) is its own stretch and does not stretch the full run's
-    figure over the hours in between; the figure is then that rerun's.
+    figure over the hours in between; the figures are then that rerun's (few jobs).
     """
     files = sorted(Path(bench_dir).glob("*.tsv"))
     if not files:
@@ -244,9 +245,9 @@ def run_span_minutes(bench_dir: str | Path, *, gap_s: float = 900.0) -> float:
     ends = np.array([f.stat().st_mtime for f in files])
     starts = ends - np.array([float(pd.read_csv(f, sep="\t")["s"].iloc[0]) for f in files])
     order = np.argsort(starts, kind="stable")
-    first, last = starts[order[0]], ends[order[0]]
+    first, last, jobs = starts[order[0]], ends[order[0]], 1
     for i in order[1:]:
         if starts[i] > last + gap_s:  # idle machine in between: a new run starts here
-            first = starts[i]
-        last = max(last, ends[i])
-    return float((last - first) / 60)
+            first, jobs = starts[i], 0
+        last, jobs = max(last, ends[i]), jobs + 1
+    return float((last - first) / 60), jobs

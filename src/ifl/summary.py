@@ -48,9 +48,11 @@ def organism_summary(tables: Path, cfg: Mapping[str, Any], bench_dir: str | None
 
     ``llm_text_fidelity`` lists, per backbone, the languages of its pretraining mix;
     ``lid_rate`` is the LID accuracy on rendered descriptions; ``vision_probe`` the held-out
-    accuracy of linear probes of object attributes from each encoder's features.
+    accuracy of linear probes of object attributes from each encoder's features;
+    ``minutes_total`` and ``jobs_timed`` the wall time and timed jobs of the latest run
+    (:func:`ifl.organism_report.run_span`: ~110 jobs for a full run, a few for a partial rerun).
     """
-    from ifl.organism_report import run_span_minutes
+    from ifl.organism_report import run_span
 
     acc = pd.read_csv(tables / "organism_accuracy.csv")
     fid = pd.read_csv(tables / "organism_llm_fidelity.csv")
@@ -75,5 +77,6 @@ def organism_summary(tables: Path, cfg: Mapping[str, Any], bench_dir: str | None
         for e in sorted(set(probe["encoder"]))
     }
     if bench_dir:
-        out["minutes_total"] = round(run_span_minutes(bench_dir), 1)
+        minutes, jobs = run_span(bench_dir)
+        out["minutes_total"], out["jobs_timed"] = round(minutes, 1), jobs
     return out
