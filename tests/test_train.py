@@ -69,6 +69,25 @@ def test_pretrain_llm_is_bit_identical_for_a_seed(org: Organism, tmp_path: Path)
     assert len(curve) == SCHEDULE["steps"] and np.isfinite(curve["loss"]).all()
 
 
+def test_pretrain_llm_curriculum_runs_first_on_small_scenes(org: Organism, tmp_path: Path) -> None:
+    assert any(len(s.objects) == 1 for s in org.scenes), "the fixture needs a single-object scene"
+    schedule = {**SCHEDULE, "loss": "answer", "curriculum": {"steps": 2, "max_objects": 1}}
+    mix = {"en": 1.0}
+    pretrain_llm(org.tokenizer_dir, org.scenes, mix, LLM_ARCH, schedule, tmp_path / "c",
+                 seed=0, device=CPU)  # fmt: skip
+    curve = pd.read_csv(tmp_path / "c" / "loss.csv")
+    assert list(curve["stage"]) == ["pretrain-llm-curriculum"] * 2 + ["pretrain-llm"] * 3
+    assert list(curve["step"]) == [0, 1, 2, 3, 4]  # one axis across both phases
+    # The objective differs from the default (all tokens, no curriculum), so do the weights.
+    pretrain_llm(org.tokenizer_dir, org.scenes, mix, LLM_ARCH, SCHEDULE, tmp_path / "d",
+                 seed=0, device=CPU)  # fmt: skip
+    assert _changed(_weights(tmp_path / "c"), _weights(tmp_path / "d"))
+    few = [s for s in org.scenes if len(s.objects) > 1]
+    with pytest.raises(ValueError, match="no scene has at most 1 objects"):
+        pretrain_llm(org.tokenizer_dir, few, mix, LLM_ARCH, schedule, tmp_path / "e",
+                     seed=0, device=CPU)  # fmt: skip
+
+
 def test_stage2_is_bit_identical_for_a_seed(org: Organism, tmp_path: Path) -> None:
     pixels = pixel_tensor(render_scenes(org.scenes, 32), 32)
     items = visual_items(org.scenes, 16, seed=5)
