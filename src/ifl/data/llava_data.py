@@ -30,9 +30,11 @@ def read_llava_json(
     *,
     check_images: bool = False,
     limit: int | None = None,
+    fields: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """One row per example: ``id``, ``image`` (path under ``image_root``, None if text only),
-    ``conversations`` (list of ``{"from", "value"}``), ``n_turns``.
+    ``conversations`` (list of ``{"from", "value"}``), ``n_turns``, and a column per key of
+    ``fields`` (the example's value, else the given default).
 
     Raises:
         ValueError: on a malformed example (naming its id), or, with ``check_images``, on the
@@ -59,9 +61,10 @@ def read_llava_json(
                 "image": image,
                 "conversations": conv,
                 "n_turns": len(conv),
+                **{k: ex.get(k, default) for k, default in (fields or {}).items()},
             }
         )
-    return pd.DataFrame(rows, columns=["id", "image", "conversations", "n_turns"])
+    return pd.DataFrame(rows, columns=["id", "image", "conversations", "n_turns", *(fields or {})])
 
 
 def validate_example(ex: Mapping[str, Any]) -> list[dict[str, str]]:

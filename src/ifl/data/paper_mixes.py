@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ifl.data.llava_data import IMAGE_TOKEN, read_llava_json, validate_example
+from ifl.data.llava_data import IMAGE_TOKEN, read_llava_json
 from ifl.data.mixes import BI_CUE, EP_CUE, PHASES, TASKS, _languages, _share, _split, language_name
 from ifl.io import atomic_file
 
@@ -387,30 +387,14 @@ def read_mix(
         ValueError: on a malformed example (naming its id) or, with ``check_images``, on the
             first missing image.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"mix not found: {str(path)!r}")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    rows = []
-    for ex in data:
-        conv = validate_example(ex)
-        image = ex.get("image")
-        if image is not None and image_root is not None:
-            image = str(Path(image_root) / image)
-        if check_images and image is not None and not Path(image).is_file():
-            raise ValueError(f"image of example {ex.get('id')!r} not found: {image!r}")
-        if ex.get("phase", "all") not in ("all", "final"):
-            raise ValueError(f"example {ex.get('id')!r} has unknown phase {ex.get('phase')!r}")
-        rows.append(
-            {
-                "id": str(ex["id"]),
-                "image": image,
-                "conversations": conv,
-                "n_turns": len(conv),
-                "source": ex.get("source", "visual"),
-                "phase": ex.get("phase", "all"),
-                "language": ex.get("language", ""),
-            }
-        )
-    return pd.DataFrame(rows, columns=["id", "image", "conversations", "n_turns", "source",
-                                       "phase", "language"])  # fmt: skip
+    mix = read_llava_json(
+        path,
+        image_root,
+        check_images=check_images,
+        fields={"source": "visual", "phase": "all", "language": ""},
+    )
+    bad = mix.loc[~mix["phase"].isin(["all", "final"])]
+    if len(bad):
+        ex = bad.iloc[0]
+        raise ValueError(f"example {ex['id']!r} has unknown phase {ex['phase']!r}")
+    return mix
