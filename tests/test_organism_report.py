@@ -15,6 +15,7 @@ from ifl.organism_report import (
     llm_text_accuracy_by_kind,
     llm_text_fidelity,
     loss_curves,
+    reply_languages,
     run_span,
     vision_probe,
 )
@@ -92,6 +93,31 @@ def test_accuracy_by_kind_joins_the_task_kinds():
         accuracy_by_kind(labelled.assign(task_id="t9"), tasks)
     with pytest.raises(ValueError, match="no MaXM rows in language 'de'"):
         accuracy_by_kind(labelled, tasks, language="de")
+
+
+def test_reply_languages_shares_per_model_and_condition():
+    replies = ["red", "rot", "rot", "xyz", "blue", "green"]
+    labelled = pd.DataFrame(
+        {
+            "model": ["m-de"] * 4 + ["m-en"] * 2,
+            "benchmark": "MaXM",
+            "language": "en",
+            "intervention": "none",
+            "condition": ["image"] * 4 + ["text"] * 2,
+            "reply": replies,
+        }
+    )
+    extra = labelled.assign(intervention="steer", reply="rot")  # interventions are left out
+    out = reply_languages(pd.concat([labelled, extra])).set_index(
+        ["model", "condition", "reply_language"]
+    )
+    assert out.loc[("m-de", "image", "de"), "share"] == 0.5
+    assert out.loc[("m-de", "image", "en"), "share"] == 0.25
+    assert out.loc[("m-de", "image", "none"), "share"] == 0.25
+    assert out.loc[("m-en", "text", "en"), "share"] == 1.0
+    assert (out["n"].loc["m-de"] == 4).all()
+    with pytest.raises(ValueError, match="language 'fr'"):
+        reply_languages(labelled, language="fr")
 
 
 def test_llm_text_tables_aggregate_replies_per_language_and_kind():

@@ -434,6 +434,7 @@ def _organism_report(a, cfg):
         llm_text_fidelity,
         llm_text_replies,
         loss_curves,
+        reply_languages,
         vision_probe,
         vlm_accuracy,
     )
@@ -463,6 +464,7 @@ def _organism_report(a, cfg):
     labelled = pd.read_parquet(a.labelled)
     write_csv(vlm_accuracy(labelled), out / "organism_accuracy.csv")
     write_csv(accuracy_by_kind(labelled, tasks), out / "organism_accuracy_kind.csv")
+    write_csv(reply_languages(labelled), out / "organism_reply_language.csv")
     corpus = Path(a.corpus)
     images, scenes = np.load(corpus / "images.npy"), _scenes(corpus)
     probes = [vision_probe(d, images, scenes, seed=cfg["seed"]) for d in a.visions]

@@ -156,6 +156,34 @@ def accuracy_by_kind(
     return g.reset_index().rename(columns={"mean": "accuracy", "size": "n"})
 
 
+def reply_languages(
+    labelled: pd.DataFrame, *, language: str = "en", benchmark: str = "MaXM"
+) -> pd.DataFrame:
+    """Share of each reply language (lexicon oracle; ``none`` for no lexicon word) per model
+    and condition, over the questions of ``benchmark`` asked in ``language``.
+
+    Which language a model falls back to is the mechanism the paper proposes: a VLM trained on
+    English visual instructions drifts to English with an image; one trained on Chinese or
+    German instructions may drift to those.
+    """
+    sub = labelled[
+        (labelled["language"] == language)
+        & (labelled["benchmark"] == benchmark)
+        & (labelled["intervention"] == "none")
+    ]
+    if sub.empty:
+        raise ValueError(f"no {benchmark} rows without intervention in language {language!r}")
+    reply_language = [oracle_language(r, hint=language) or "none" for r in sub["reply"]]
+    counts = (
+        sub.assign(reply_language=reply_language)
+        .groupby(["model", "condition", "reply_language"])
+        .size()
+    )
+    n = counts.groupby(level=["model", "condition"]).transform("sum")
+    out = pd.DataFrame({"share": counts / n, "n": n}).reset_index()
+    return out[["model", "condition", "reply_language", "share", "n"]]
+
+
 PROBED = ("shape", "colour", "size")
 
 

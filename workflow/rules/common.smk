@@ -83,6 +83,7 @@ NOTEBOOK_TABLES = {
         "llm_kind_csv": f"{RUN}/tables/organism_llm_accuracy_kind.csv",
         "accuracy_csv": f"{RUN}/tables/organism_accuracy.csv",
         "accuracy_kind_csv": f"{RUN}/tables/organism_accuracy_kind.csv",
+        "reply_language_csv": f"{RUN}/tables/organism_reply_language.csv",
         "probe_csv": f"{RUN}/tables/organism_probe.csv",
         "loss_csv": f"{RUN}/tables/organism_loss.csv",
     },
