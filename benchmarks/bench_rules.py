@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/bench_rules.py results/organism
 
-Prints the per-rule table (jobs, summed and longest wall time, peak RSS) and the wall time
-spanned by the run's benchmarked jobs (first start to last end), the figure the organism's
-summary calls ``minutes_total``.
+Prints the per-rule table (jobs, summed and longest wall time, peak RSS) and the busy wall time
+spanned by the benchmarked jobs (first start to last end of each stretch of back-to-back jobs,
+idle gaps between reruns left out), the figure the organism's summary calls ``minutes_total``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     minutes, jobs = run_span(bench)
     print(
         f"\njobs: {int(table['jobs'].sum())}; summed job time: {table['seconds'].sum() / 60:.1f} min; "
-        f"wall time of the latest run: {minutes:.1f} min ({jobs} timed jobs); "
+        f"busy wall time: {minutes:.1f} min ({jobs} timed jobs); "
         f"peak RSS: {table['max_rss_mb'].max():.0f} MB"
     )
     return 0

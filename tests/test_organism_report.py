@@ -41,11 +41,11 @@ def test_run_span_and_benchmark_table(tmp_path):
         path.write_text(f"s\th:m:s\tmax_rss\n{secs}\t0:00:00\t123.4\n")
         os.utime(path, (end, end))
     assert run_span(tmp_path) == (pytest.approx(505 / 60, abs=1e-6), 3)
-    # A job rerun an hour later is a run of its own: the span is its 20 s, not the hour.
+    # A job rerun an hour later adds its 20 s, not the idle hour in between.
     later = tmp_path / "notebook-00.tsv"
     later.write_text("s\th:m:s\tmax_rss\n20.0\t0:00:20\t100.0\n")
     os.utime(later, (now + 3600, now + 3600))
-    assert run_span(tmp_path) == (pytest.approx(20 / 60, abs=1e-6), 1)
+    assert run_span(tmp_path) == (pytest.approx((505 + 20) / 60, abs=1e-6), 4)
     assert run_span(tmp_path, gap_s=4000) == (pytest.approx((3600 + 505) / 60, abs=1e-6), 4)
     later.unlink()
     table = benchmark_table(tmp_path).set_index("rule")

@@ -258,14 +258,14 @@ def loss_curves(model_dirs: Sequence[str | Path]) -> pd.DataFrame:
 
 
 def run_span(bench_dir: str | Path, *, gap_s: float = 900.0) -> tuple[float, int]:
-    """Wall time of the latest run and its number of timed jobs: from the first start to the last
-    end of the latest stretch of jobs that ran back to back (no idle gap over ``gap_s`` s), in
-    minutes.
+    """Busy wall time behind the current results, in minutes, and the number of timed jobs: the
+    sum, over stretches of jobs that ran back to back (no idle gap over ``gap_s`` s), of each
+    stretch's first start to last end.
 
     Each Snakemake benchmark file is written when its job ends; its ``s`` column is the job's
-    wall time, so the job started ``s`` seconds before the file's modification time. A later
-    partial rerun (say, one notebook) is its own stretch and does not stretch the full run's
-    figure over the hours in between; the figures are then that rerun's (few jobs).
+    wall time, so the job started ``s`` seconds before the file's modification time. A partial
+    rerun hours after the full run (say, one notebook) adds its own few seconds, not the idle
+    hours in between, and does not replace the full run's figure.
     """
     files = sorted(Path(bench_dir).glob("*.tsv"))
     if not files:
@@ -273,9 +273,9 @@ def run_span(bench_dir: str | Path, *, gap_s: float = 900.0) -> tuple[float, int
     ends = np.array([f.stat().st_mtime for f in files])
     starts = ends - np.array([float(pd.read_csv(f, sep="\t")["s"].iloc[0]) for f in files])
     order = np.argsort(starts, kind="stable")
-    first, last, jobs = starts[order[0]], ends[order[0]], 1
+    busy, first, last = 0.0, starts[order[0]], ends[order[0]]
     for i in order[1:]:
-        if starts[i] > last + gap_s:  # idle machine in between: a new run starts here
-            first, jobs = starts[i], 0
-        last, jobs = max(last, ends[i]), jobs + 1
-    return float((last - first) / 60), jobs
+        if starts[i] > last + gap_s:  # idle machine in between: close the stretch
+            busy, first = busy + last - first, starts[i]
+        last = max(last, ends[i])
+    return float((busy + last - first) / 60), len(files)

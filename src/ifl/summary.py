@@ -49,8 +49,8 @@ def organism_summary(tables: Path, cfg: Mapping[str, Any], bench_dir: str | None
     ``llm_text_fidelity`` lists, per backbone, the languages of its pretraining mix;
     ``lid_rate`` is the LID accuracy on rendered descriptions; ``vision_probe`` the held-out
     accuracy of linear probes of object attributes from each encoder's features;
-    ``minutes_total`` and ``jobs_timed`` the wall time and timed jobs of the latest run
-    (:func:`ifl.organism_report.run_span`: ~110 jobs for a full run, a few for a partial rerun).
+    ``minutes_total`` and ``jobs_timed`` the busy wall time behind the current results and the
+    jobs it covers (:func:`ifl.organism_report.run_span`; idle gaps between reruns left out).
     """
     from ifl.organism_report import run_span
 
