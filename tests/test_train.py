@@ -15,8 +15,16 @@ from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, LlavaProcessor
 
-from ifl.data.organism import render_scenes, visual_instructions, visual_items
+from ifl import LANGUAGES as ALL
+from ifl.data.organism import (
+    render_scenes,
+    sample_scenes,
+    text_dialogues,
+    visual_instructions,
+    visual_items,
+)
 from ifl.models.prompts import IMAGE_TOKEN, prompt, target
+from ifl.models.tiny import train_tokenizer
 from ifl.train.batches import LengthBatches, collate, encode, labelled_counts, lengths
 from ifl.train.loop import cosine_lr, fit
 from ifl.train.organism import pixel_tensor, pretrain_llm, stage2, target_loss
@@ -297,10 +305,6 @@ def test_fit_needs_a_trainable_parameter() -> None:
 def test_tokenizer_keeps_words_whole_in_every_script() -> None:
     """Pre-tokens are words with their marks: a Hindi or Bengali word is never cut at a vowel
     sign (GPT-2's regex does that), so a frequent word becomes one token; decoding is exact."""
-    from ifl import LANGUAGES as ALL
-    from ifl.data.organism import sample_scenes, text_dialogues
-    from ifl.models.tiny import train_tokenizer
-
     dialogues = text_dialogues(sample_scenes(200, 0), dict.fromkeys(ALL, 1.0), 2000, 0)
     lines = (dialogues["prompt"] + dialogues["target"]).tolist()
     tok = train_tokenizer(lines, 4000)
