@@ -125,15 +125,20 @@ def llm_text_accuracy_by_kind(
     return g.reset_index().rename(columns={"mean": "accuracy", "size": "n"})
 
 
+def _asked(labelled: pd.DataFrame, language: str, benchmark: str) -> pd.DataFrame:
+    """The labelled rows of ``benchmark`` asked in ``language``; an error if there are none."""
+    sub = labelled[(labelled["language"] == language) & (labelled["benchmark"] == benchmark)]
+    if sub.empty:
+        raise ValueError(f"no {benchmark} rows in language {language!r}")
+    return sub
+
+
 def vlm_accuracy(
     labelled: pd.DataFrame, *, language: str = "en", benchmark: str = "MaXM"
 ) -> pd.DataFrame:
     """Oracle accuracy per model on short questions with the image, in ``language``."""
-    sub = labelled[
-        (labelled["language"] == language)
-        & (labelled["benchmark"] == benchmark)
-        & (labelled["condition"] == "image")
-    ]
+    sub = _asked(labelled, language, benchmark)
+    sub = sub[sub["condition"] == "image"]
     if sub.empty:
         raise ValueError(f"no {benchmark} image rows in language {language!r}")
     g = sub.groupby("model")["accuracy_oracle"].agg(["mean", "size"]).reset_index()
@@ -145,9 +150,7 @@ def accuracy_by_kind(
 ) -> pd.DataFrame:
     """Oracle accuracy per model, condition and question kind (colour, count, shape, yes/no)."""
     kinds = tasks.set_index("task_id")["kind"]
-    sub = labelled[(labelled["language"] == language) & (labelled["benchmark"] == benchmark)]
-    if sub.empty:
-        raise ValueError(f"no {benchmark} rows in language {language!r}")
+    sub = _asked(labelled, language, benchmark)
     sub = sub.assign(kind=sub["task_id"].map(kinds))
     if sub["kind"].isna().any():
         missing = sub.loc[sub["kind"].isna(), "task_id"].iloc[0]
@@ -166,13 +169,8 @@ def reply_languages(
     English visual instructions drifts to English with an image; one trained on Chinese or
     German instructions may drift to those.
     """
-    sub = labelled[
-        (labelled["language"] == language)
-        & (labelled["benchmark"] == benchmark)
-        & (labelled["intervention"] == "none")
-    ]
-    if sub.empty:
-        raise ValueError(f"no {benchmark} rows without intervention in language {language!r}")
+    sub = _asked(labelled, language, benchmark)
+    sub = sub[sub["intervention"] == "none"]
     reply_language = [oracle_language(r, hint=language) or "none" for r in sub["reply"]]
     counts = (
         sub.assign(reply_language=reply_language)
