@@ -11,6 +11,7 @@ import pytest
 from ifl.dag import benchmark_table, job_counts
 from ifl.organism_report import (
     accuracy_by_kind,
+    accuracy_by_language,
     lid_rates,
     llm_text_accuracy_by_kind,
     llm_text_fidelity,
@@ -93,6 +94,33 @@ def test_accuracy_by_kind_joins_the_task_kinds():
         accuracy_by_kind(labelled.assign(task_id="t9"), tasks)
     with pytest.raises(ValueError, match="no MaXM rows in language 'de'"):
         accuracy_by_kind(labelled, tasks, language="de")
+
+
+def test_accuracy_by_language_marks_the_training_language():
+    labelled = pd.DataFrame(
+        {
+            "model": ["m-zh"] * 4 + ["m-en"] * 2,
+            "benchmark": "MaXM",
+            "language": ["zh", "zh", "en", "en", "en", "zh"],
+            "condition": "image",
+            "intervention": "none",
+            "accuracy_oracle": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+        }
+    )
+    steered = labelled.assign(intervention="steer", accuracy_oracle=1.0)  # left out
+    out = accuracy_by_language(
+        pd.concat([labelled, steered]), {"m-zh": "zh", "m-en": "en"}
+    ).set_index(["model", "language"])
+    assert out.loc[("m-zh", "zh"), "accuracy"] == 0.5 and out.loc[("m-zh", "zh"), "n"] == 2
+    assert out.loc[("m-zh", "en"), "accuracy"] == 0.0
+    assert out["own"].to_dict() == {
+        ("m-en", "en"): True,
+        ("m-en", "zh"): False,
+        ("m-zh", "en"): False,
+        ("m-zh", "zh"): True,
+    }
+    with pytest.raises(ValueError, match="'m-zh' has no training-data language"):
+        accuracy_by_language(labelled, {"m-en": "en"})
 
 
 def test_reply_languages_shares_per_model_and_condition():

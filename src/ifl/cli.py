@@ -426,9 +426,11 @@ def _fidelity(a, cfg):
 )
 def _organism_report(a, cfg):
     from ifl import lid
+    from ifl.config import vlm_name
     from ifl.io import write_csv
     from ifl.organism_report import (
         accuracy_by_kind,
+        accuracy_by_language,
         lid_rates,
         llm_text_accuracy_by_kind,
         llm_text_fidelity,
@@ -464,6 +466,8 @@ def _organism_report(a, cfg):
     labelled = pd.read_parquet(a.labelled)
     write_csv(vlm_accuracy(labelled), out / "organism_accuracy.csv")
     write_csv(accuracy_by_kind(labelled, tasks), out / "organism_accuracy_kind.csv")
+    data_language = {vlm_name(e): e["data"] for e in cfg["grid"]}
+    write_csv(accuracy_by_language(labelled, data_language), out / "organism_accuracy_language.csv")
     write_csv(reply_languages(labelled), out / "organism_reply_language.csv")
     corpus = Path(a.corpus)
     images, scenes = np.load(corpus / "images.npy"), _scenes(corpus)

@@ -4,7 +4,8 @@
 * each LLM backbone answers text-only questions in the query language (``llm_text_fidelity``),
   and how often it answers them correctly, per question kind (``llm_text_accuracy_by_kind``);
 * each VLM answers English short questions about its images correctly (``vlm_accuracy``), per
-  question kind and condition (``accuracy_by_kind``);
+  question kind and condition (``accuracy_by_kind``), and in every query language, its own
+  training language included (``accuracy_by_language``);
 * what the vision encoders see: linear probes of each object's attributes from the frozen
   features the projector reads (``vision_probe``);
 * the training loss curves (``loss_curves``) and the wall time of the run (``run_span``).
@@ -157,6 +158,28 @@ def accuracy_by_kind(
         raise ValueError(f"task {missing!r} of the labelled table is not in the tasks table")
     g = sub.groupby(["model", "condition", "kind"])["accuracy_oracle"].agg(["mean", "size"])
     return g.reset_index().rename(columns={"mean": "accuracy", "size": "n"})
+
+
+def accuracy_by_language(
+    labelled: pd.DataFrame, data_language: Mapping[str, str], *, benchmark: str = "MaXM"
+) -> pd.DataFrame:
+    """Oracle accuracy per model, condition and query language on ``benchmark``.
+
+    ``data_language`` maps each model to the language of its visual instructions; the ``own``
+    column marks the rows asked in it. A model trained on Chinese instructions is then judged
+    on Chinese questions too, not only on the English ones of :func:`vlm_accuracy`.
+    """
+    sub = labelled[(labelled["benchmark"] == benchmark) & (labelled["intervention"] == "none")]
+    if sub.empty:
+        raise ValueError(f"no {benchmark} rows without intervention")
+    unknown = sorted(set(sub["model"]) - set(data_language))
+    if unknown:
+        raise ValueError(f"model {unknown[0]!r} has no training-data language")
+    g = sub.groupby(["model", "condition", "language"])["accuracy_oracle"].agg(["mean", "size"])
+    out = g.reset_index().rename(columns={"mean": "accuracy", "size": "n"})
+    out["data_language"] = out["model"].map(data_language)
+    out["own"] = out["language"] == out["data_language"]
+    return out[["model", "data_language", "condition", "language", "own", "accuracy", "n"]]
 
 
 def reply_languages(

@@ -92,6 +92,7 @@ rule organism_report:
         llm_kind=f"{RUN}/tables/organism_llm_accuracy_kind.csv",
         accuracy=f"{RUN}/tables/organism_accuracy.csv",
         accuracy_kind=f"{RUN}/tables/organism_accuracy_kind.csv",
+        accuracy_language=f"{RUN}/tables/organism_accuracy_language.csv",
         reply_language=f"{RUN}/tables/organism_reply_language.csv",
         probe=f"{RUN}/tables/organism_probe.csv",
         loss=f"{RUN}/tables/organism_loss.csv",

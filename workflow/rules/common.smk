@@ -74,6 +74,7 @@ CHECKPOINTS = (
 )
 PAPER = "book/data/paper"  # the papers' tables, copied into the project
 SPEED = "benchmarks/records"  # what the benchmark scripts printed (`make bench`)
+LOOKUP_RECORD = f"{SPEED}/bench_lookup.txt"  # shown in the organism chapter
 # Notebooks: the tables each one reads (path parameters) and its parameters from the config.
 NOTEBOOK_TABLES = {
     "00_organism": {
@@ -83,6 +84,7 @@ NOTEBOOK_TABLES = {
         "llm_kind_csv": f"{RUN}/tables/organism_llm_accuracy_kind.csv",
         "accuracy_csv": f"{RUN}/tables/organism_accuracy.csv",
         "accuracy_kind_csv": f"{RUN}/tables/organism_accuracy_kind.csv",
+        "accuracy_language_csv": f"{RUN}/tables/organism_accuracy_language.csv",
         "reply_language_csv": f"{RUN}/tables/organism_reply_language.csv",
         "probe_csv": f"{RUN}/tables/organism_probe.csv",
         "loss_csv": f"{RUN}/tables/organism_loss.csv",
@@ -139,11 +141,14 @@ NOTEBOOK_PARAMS = {
         "paper_dir": PAPER,
     },
     "99_how_built": {"benchmark_dir": BENCH, "speed_dir": SPEED},
+    "00_organism": {"lookup_record": LOOKUP_RECORD},
 }
-# `make bench` writes SPEED outside the DAG: an input of the how-built page when it exists
-# (new records rerun the page), a plain parameter otherwise.
+# `make bench` writes SPEED outside the DAG: an input of the pages that show its records when
+# it exists (new records rerun them), a plain parameter otherwise.
 if Path(SPEED).is_dir():
     NOTEBOOK_TABLES["99_how_built"]["speed_dir"] = SPEED
+if Path(LOOKUP_RECORD).is_file():
+    NOTEBOOK_TABLES["00_organism"]["lookup_record"] = LOOKUP_RECORD
 # The organism chapter checks the synthetic world: the paper preset has none. The remedies'
 # chapter exists in both presets unless `remedies.enabled` is false.
 REMEDIES_ON = bool(config["remedies"]["enabled"])

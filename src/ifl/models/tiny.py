@@ -71,23 +71,32 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
     return fast
 
 
-def build_llm(
-    tokenizer: PreTrainedTokenizerFast, arch: Mapping[str, int], seed: int
-) -> LlamaForCausalLM:
-    """A randomly initialised Llama-architecture causal LM sized by ``arch``."""
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
+def llama_config(arch: Mapping[str, int], vocab_size: int, **token_ids: int) -> LlamaConfig:
+    """The organism's Llama-architecture config sized by ``arch`` (tied input/output embeddings)."""
+    return LlamaConfig(
+        vocab_size=vocab_size,
         hidden_size=arch["hidden"],
         num_hidden_layers=arch["layers"],
         num_attention_heads=arch["heads"],
         num_key_value_heads=arch["heads"],
         intermediate_size=arch["intermediate"],
         max_position_embeddings=512,
+        tie_word_embeddings=True,
+        **token_ids,
+    )
+
+
+def build_llm(
+    tokenizer: PreTrainedTokenizerFast, arch: Mapping[str, int], seed: int
+) -> LlamaForCausalLM:
+    """A randomly initialised Llama-architecture causal LM sized by ``arch``."""
+    torch.manual_seed(seed)
+    config = llama_config(
+        arch,
+        len(tokenizer),
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
     )
     return LlamaForCausalLM(config)
 
