@@ -11,15 +11,7 @@ import torch
 from _organism_fixtures import Organism, organism
 from safetensors.torch import load_file
 
-from ifl.data.mixes import (
-    BI_CUE,
-    EP_CUE,
-    _switch,
-    build_mix,
-    proportions,
-    stage2_phased,
-    task_row,
-)
+from ifl.data.mixes import BI_CUE, EP_CUE, build_mix, proportions, task_row
 from ifl.data.organism import (
     render_scenes,
     sample_scenes,
@@ -28,7 +20,7 @@ from ifl.data.organism import (
     visual_items,
 )
 from ifl.models.prompts import prompt, target
-from ifl.train.organism import pixel_tensor, stage2
+from ifl.train.organism import _switch, pixel_tensor, stage2, stage2_phased
 from ifl.world.items import realise
 
 torch.set_num_threads(1)

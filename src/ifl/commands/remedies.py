@@ -61,8 +61,7 @@ def _mix(a, cfg):
 @command("remedies-train", ("--stage1", REQ), ("--corpus", REQ), ("--mix", REQ), ("--variant", REQ),
          ("--out", REQ))  # fmt: skip
 def _train(a, cfg):
-    from ifl.data.mixes import stage2_phased
-    from ifl.train.organism import pixel_tensor
+    from ifl.train.organism import pixel_tensor, stage2_phased
 
     spec = _trained(cfg, a.variant)
     corpus, org = Path(a.corpus), cfg["organism"]

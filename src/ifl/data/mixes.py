@@ -27,15 +27,12 @@ side goes through the toy translator, as LRM-LLaVA machine-translated its Englis
 Cues are English so that a plain question (the evaluation) never asks for a translation:
 without a cue the model should keep answering directly in the question's language.
 
-A final phase cannot be expressed by ``stage2``'s uniform sampling, so
-:func:`stage2_phased` trains one continuous schedule whose first ``1 - final_fraction`` of
-the steps sample only the rows of phase ``all`` and the rest sample every row.
+A mix with a final phase is trained by :func:`ifl.train.organism.stage2_phased`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,13 +60,15 @@ def language_name(iso: str) -> str:
     return ISO_TO_NAME[iso].capitalize()
 
 
-def _share(value: float, name: str, upper: float) -> float:
+def checked_share(value: float, name: str, upper: float) -> float:
+    """``value`` as a float when it is a number in ``[0, upper)``; else a one-line error."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < upper:
         raise ValueError(f"{name} must be a number in [0, {upper}), got {value!r}")
     return float(value)
 
 
-def _languages(languages: Sequence[str]) -> list[str]:
+def non_english_languages(languages: Sequence[str]) -> list[str]:
+    """The remedy languages, deduplicated in order; each must be known and non-English."""
     langs = list(dict.fromkeys(languages))
     for lang in langs:
         language_name(lang)
@@ -78,7 +77,7 @@ def _languages(languages: Sequence[str]) -> list[str]:
     return langs
 
 
-def _split(n: int, k: int) -> list[int]:
+def even_split(n: int, k: int) -> list[int]:
     """``n`` rows over ``k`` tasks as evenly as possible, earlier tasks first."""
     return [n // k + (i < n % k) for i in range(k)]
 
@@ -132,12 +131,12 @@ def task_rows(
         raise ValueError(f"unknown task {bad[0]!r}; expected one of {TASKS}")
     if n and not items:
         raise ValueError("no visual items to build task instructions from")
-    langs = _languages(languages)
+    langs = non_english_languages(languages)
     if n and not langs:
         raise ValueError("task instructions need at least one non-English language")
     rng = np.random.default_rng(seed)
     rows = []
-    for task, count in zip(tasks, _split(n, len(tasks)) if tasks else [], strict=True):
+    for task, count in zip(tasks, even_split(n, len(tasks)) if tasks else [], strict=True):
         for _ in range(count):
             scene, item = items[int(rng.integers(len(items)))]
             lang = langs[int(rng.integers(len(langs)))]
@@ -179,12 +178,12 @@ def build_mix(
     missing = [c for c in ("scene", "prompt", "target") if c not in instructions.columns]
     if missing:
         raise ValueError(f"instructions lack column {missing[0]!r}")
-    text_only_share = _share(text_only_share, "text_only_share", 1.0)
-    text_ratio = _share(text_ratio, "text_ratio", 1.0)
-    non_english_share = _share(non_english_share, "non_english_share", float("inf"))
+    text_only_share = checked_share(text_only_share, "text_only_share", 1.0)
+    text_ratio = checked_share(text_ratio, "text_ratio", 1.0)
+    non_english_share = checked_share(non_english_share, "non_english_share", float("inf"))
     if text_phase not in PHASES:
         raise ValueError(f"text_phase must be one of {PHASES}, got {text_phase!r}")
-    langs = _languages(languages)
+    langs = non_english_languages(languages)
     if text_ratio > 0 and not langs:
         raise ValueError("textual regularisation needs at least one non-English language")
     visual = instructions.assign(
@@ -225,79 +224,3 @@ def proportions(mix: pd.DataFrame) -> dict[str, float]:
     }
     out.update({t: n[t] / n["visual"] if n["visual"] else 0.0 for t in TASKS})
     return out
-
-
-def _switch(first, then, at: int):
-    """A loss function that calls ``first`` for its first ``at`` calls, then ``then``."""
-    calls = iter(range(10**12))
-
-    def loss_fn(rng: np.random.Generator):
-        return (first if next(calls) < at else then)(rng)
-
-    return loss_fn
-
-
-def stage2_phased(
-    stage1_dir: Path,
-    pixels: Any,
-    mix: pd.DataFrame,
-    schedule: Mapping[str, Any],
-    out_dir: Path,
-    *,
-    final_fraction: float,
-    seed: int,
-    device: Any,
-) -> pd.DataFrame:
-    """LLaVA stage 2 on a mix, with its ``final``-phase rows only in the last steps.
-
-    One optimiser and one learning-rate schedule over ``schedule["steps"]``: the first
-    ``steps - round(final_fraction * steps)`` steps sample the ``all`` rows, the rest sample
-    every row. Without ``final`` rows this is exactly ``stage2(..., text_only_share=0)``.
-    """
-    from transformers import LlavaForConditionalGeneration, LlavaProcessor
-
-    from ifl.train.batches import Encoded, encode
-    from ifl.train.loop import fit
-    from ifl.train.organism import _image_tokens, _save_vlm, _vlm_loss
-
-    if not 0 <= final_fraction <= 1:
-        raise ValueError(f"final_fraction must lie in [0, 1], got {final_fraction!r}")
-    bad = sorted(set(mix["phase"]) - {"all", "final"})
-    if bad:
-        raise ValueError(f"unknown phase {bad[0]!r}; expected 'all' or 'final'")
-    data = pd.concat([mix[mix["phase"] == "all"], mix[mix["phase"] == "final"]], ignore_index=True)
-    n_all = int((data["phase"] == "all").sum())
-    if n_all == 0:
-        raise ValueError("the mix has no rows outside the final phase")
-    model = LlavaForConditionalGeneration.from_pretrained(stage1_dir)
-    processor = LlavaProcessor.from_pretrained(stage1_dir)
-    tok = processor.tokenizer
-    enc = encode(
-        tok,
-        data["prompt"].tolist(),
-        data["target"].tolist(),
-        image_tokens=_image_tokens(model),
-        image=data["scene"].astype(int).tolist(),
-    )
-    model.to(device).train()
-    for name, p in model.named_parameters():
-        p.requires_grad = "vision_tower" not in name
-    bs = schedule["batch_size"]
-    full = _vlm_loss(model, enc, pixels, tok.pad_token_id, bs, device)
-    loss_fn = full
-    if n_all < len(data):
-        head = Encoded(enc.ids[:n_all], enc.target_start[:n_all], enc.image[:n_all])
-        main = _vlm_loss(model, head, pixels, tok.pad_token_id, bs, device)
-        loss_fn = _switch(
-            main, full, schedule["steps"] - int(round(final_fraction * schedule["steps"]))
-        )
-    curve = fit(
-        model.parameters(),
-        loss_fn,
-        steps=schedule["steps"],
-        lr=schedule["lr"],
-        seed=seed,
-        desc="stage2-remedy",
-    )
-    _save_vlm(model, processor, curve, out_dir)
-    return curve

@@ -46,7 +46,16 @@ import numpy as np
 import pandas as pd
 
 from ifl.data.llava_data import IMAGE_TOKEN, read_llava_json
-from ifl.data.mixes import BI_CUE, EP_CUE, PHASES, TASKS, _languages, _share, _split, language_name
+from ifl.data.mixes import (
+    BI_CUE,
+    EP_CUE,
+    PHASES,
+    TASKS,
+    checked_share,
+    even_split,
+    language_name,
+    non_english_languages,
+)
 from ifl.io import atomic_file
 
 log = logging.getLogger(__name__)
@@ -157,7 +166,7 @@ def text_rows(
     text: pd.DataFrame, n: int, languages: Sequence[str], *, phase: str, seed: int
 ) -> pd.DataFrame:
     """``n`` text-only examples (mix columns), languages drawn uniformly from ``languages``."""
-    langs = _languages(languages)
+    langs = non_english_languages(languages)
     if n and not langs:
         raise ValueError("textual regularisation needs at least one non-English language")
     rng = np.random.default_rng(seed)
@@ -236,14 +245,14 @@ def plan_tasks(
     bad = [t for t in tasks if t not in TASKS]
     if bad:
         raise ValueError(f"unknown task {bad[0]!r}; expected one of {TASKS}")
-    langs = _languages(languages)
+    langs = non_english_languages(languages)
     if n and not langs:
         raise ValueError("task instructions need at least one non-English language")
     if n and not n_visual:
         raise ValueError("no image conversation to build task instructions from")
     rng = np.random.default_rng(seed)
     parts = []
-    for task, count in zip(tasks, _split(n, len(tasks)) if tasks else [], strict=True):
+    for task, count in zip(tasks, even_split(n, len(tasks)) if tasks else [], strict=True):
         parts.append(
             pd.DataFrame(
                 {
@@ -337,11 +346,11 @@ def build_paper_mix(
     :func:`read_text_data` (needed when ``text_ratio`` > 0).
     Rows: the base's data, task rows, then multilingual text (phase ``final`` last).
     """
-    text_ratio = _share(text_ratio, "text_ratio", 1.0)
-    non_english_share = _share(non_english_share, "non_english_share", float("inf"))
+    text_ratio = checked_share(text_ratio, "text_ratio", 1.0)
+    non_english_share = checked_share(non_english_share, "non_english_share", float("inf"))
     if text_phase not in PHASES:
         raise ValueError(f"text_phase must be one of {PHASES}, got {text_phase!r}")
-    langs = _languages(languages)
+    langs = non_english_languages(languages)
     has_image = base["image"].notna()
     data = base.assign(
         source=np.where(has_image, "visual", "text_en"),

@@ -1,4 +1,5 @@
-"""The organism's training stages: LM pretraining, vision pretraining, LLaVA stages 1 and 2.
+"""The organism's training stages: LM pretraining, vision pretraining, LLaVA stages 1 and 2,
+and stage 2 on a remedy's mix (:func:`stage2_phased`).
 
 Each stage reads what the previous one saved with ``save_pretrained`` and writes an ordinary
 Hugging Face checkpoint (plus ``loss.csv``) atomically, so that an interrupted job never leaves a
@@ -359,3 +360,75 @@ def _save_vlm(model, processor, curve: pd.DataFrame, out_dir: Path) -> None:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         curve.to_csv(tmp / "loss.csv", index=False)
+
+
+def _switch(first, then, at: int):
+    """A loss function that calls ``first`` for its first ``at`` calls, then ``then``."""
+    calls = iter(range(10**12))
+
+    def loss_fn(rng: np.random.Generator):
+        return (first if next(calls) < at else then)(rng)
+
+    return loss_fn
+
+
+def stage2_phased(
+    stage1_dir: Path,
+    pixels: torch.Tensor,
+    mix: pd.DataFrame,
+    schedule: Mapping[str, Any],
+    out_dir: Path,
+    *,
+    final_fraction: float,
+    seed: int,
+    device: torch.device,
+) -> pd.DataFrame:
+    """LLaVA stage 2 on a mix, with its ``final``-phase rows only in the last steps.
+
+    One optimiser and one learning-rate schedule over ``schedule["steps"]``: the first
+    ``steps - round(final_fraction * steps)`` steps sample the ``all`` rows, the rest sample
+    every row (a final phase cannot be expressed by :func:`stage2`'s uniform sampling). The
+    mix is a table of :func:`ifl.data.mixes.build_mix`. Without ``final`` rows this is exactly
+    ``stage2(..., text_only_share=0)``.
+    """
+    if not 0 <= final_fraction <= 1:
+        raise ValueError(f"final_fraction must lie in [0, 1], got {final_fraction!r}")
+    bad = sorted(set(mix["phase"]) - {"all", "final"})
+    if bad:
+        raise ValueError(f"unknown phase {bad[0]!r}; expected 'all' or 'final'")
+    data = pd.concat([mix[mix["phase"] == "all"], mix[mix["phase"] == "final"]], ignore_index=True)
+    n_all = int((data["phase"] == "all").sum())
+    if n_all == 0:
+        raise ValueError("the mix has no rows outside the final phase")
+    model = LlavaForConditionalGeneration.from_pretrained(stage1_dir)
+    processor = LlavaProcessor.from_pretrained(stage1_dir)
+    tok = processor.tokenizer
+    enc = encode(
+        tok,
+        data["prompt"].tolist(),
+        data["target"].tolist(),
+        image_tokens=_image_tokens(model),
+        image=data["scene"].astype(int).tolist(),
+    )
+    model.to(device).train()
+    for name, p in model.named_parameters():
+        p.requires_grad = "vision_tower" not in name
+    bs = schedule["batch_size"]
+    full = _vlm_loss(model, enc, pixels, tok.pad_token_id, bs, device)
+    loss_fn = full
+    if n_all < len(data):
+        head = Encoded(enc.ids[:n_all], enc.target_start[:n_all], enc.image[:n_all])
+        main = _vlm_loss(model, head, pixels, tok.pad_token_id, bs, device)
+        loss_fn = _switch(
+            main, full, schedule["steps"] - int(round(final_fraction * schedule["steps"]))
+        )
+    curve = fit(
+        model.parameters(),
+        loss_fn,
+        steps=schedule["steps"],
+        lr=schedule["lr"],
+        seed=seed,
+        desc="stage2-remedy",
+    )
+    _save_vlm(model, processor, curve, out_dir)
+    return curve
