@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from _tiny_llava import QUESTIONS, build_tiny_llava, prompts, random_images  # noqa: E402
 
 from ifl.models.layers import default_steer_layer, num_layers  # noqa: E402
-from ifl.steer import language_vector, steering  # noqa: E402
+from ifl.steering.vectors import language_vector, steering  # noqa: E402
 
 
 def _tokens_per_second(model, enc, new_tokens: int, context) -> float:

@@ -90,12 +90,12 @@ def _steering_words() -> list[str]:
     """The pieces of the steering instruction x_lang in each of the 14 languages, as the
     Whitespace pre-tokenizer splits them (a Chinese or Thai sentence is one piece): without them
     every non-English x_lang would be all ``<unk>`` (a special token), which
-    ``ifl.steer.layer_states`` rejects, while a real tokenizer has tokens for any text."""
+    ``ifl.steering.vectors.layer_states`` rejects, while a real tokenizer has tokens for any text."""
     from ifl import LANGUAGES
-    from ifl.inside import instruction
+    from ifl.world.items import detail_instruction
 
     split = pre_tokenizers.Whitespace().pre_tokenize_str
-    return [piece for lang in LANGUAGES for piece, _ in split(instruction(lang))]
+    return [piece for lang in LANGUAGES for piece, _ in split(detail_instruction(lang))]
 
 
 def word_tokenizer(specials: Sequence[str], *, pad: bool = True) -> PreTrainedTokenizerFast:

@@ -1,4 +1,4 @@
-"""Inside the model: per-row steering through ifl.generate.run, Table 5 arithmetic, the sweep,
+"""Inside the model (ifl.steering, ifl.represent): per-row steering through ifl.generate.run, Table 5 arithmetic, the sweep,
 selection, measurement, CKA layout and the token points of the 2-D projection."""
 
 from __future__ import annotations
@@ -8,13 +8,54 @@ import pandas as pd
 import pytest
 import torch
 
-from ifl import generate, inside
+from ifl import generate
 from ifl.models.tiny import build_llm, build_vision, build_vlm, train_tokenizer
-from ifl.represent.cka import cka_heatmap, triangle_heatmap
+from ifl.represent.cka import cka_heatmap, triangle_heatmap, triangle_mask
+from ifl.represent.cka_tables import cka_table
+from ifl.represent.points import question_token_mask, sample_points, token_points
+from ifl.represent.projections import project_points
+from ifl.steering.measure import measure_steering
+from ifl.steering.plan import (
+    POSITIONS,
+    REDUCTIONS,
+    VARIANTS,
+    cka_pair,
+    parse_variant,
+    remedy_runs,
+    resolve_layer,
+    steer_models,
+    sweep_layers,
+    sweep_model,
+    sweep_runs,
+    variant_name,
+)
+from ifl.steering.run import (
+    _run_key,
+    detected_iso,
+    language_vectors,
+    run_steering,
+    select_languages,
+    steer_queries,
+    steerable_tasks,
+    steering_context,
+)
+from ifl.steering.tables import (
+    _relative,
+    by_language_table,
+    remedy_table,
+    selection_table,
+    steering_summary,
+    stratified_mean,
+    sweep_table,
+    text_check_table,
+)
+from ifl.steering.vectors import language_vector
+from ifl.world.items import detail_instruction
 from ifl.world.tasks import build_tasks
 
 torch.set_num_threads(1)
 LANGS = ["en", "de", "fr"]
+EN_INSTRUCTION = "Describe this image in detail."
 
 
 # ---- fixtures: a tiny organism-style LLaVA and real tasks ---------------------------------
@@ -28,7 +69,7 @@ def tasks(tmp_path_factory) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def vlm(tasks):
-    texts = [inside.instruction(x) for x in ("en", "de", "fr", "zh")] + tasks["question"].tolist()
+    texts = [detail_instruction(x) for x in ("en", "de", "fr", "zh")] + tasks["question"].tolist()
     tok = train_tokenizer(texts * 3, 300)
     arch = {"hidden": 32, "layers": 3, "heads": 2, "intermediate": 64}
     vision = build_vision(
@@ -64,25 +105,25 @@ GRID = [
 
 def test_default_models_are_the_english_trained_ones_and_bad_names_fail():
     cfg = _cfg(GRID)
-    assert inside.steer_models(cfg) == ["vicuna-clip-en", "leo-dino-en"]
-    assert inside.cka_pair(cfg) == ("yi-clip-zh", "leo-clip-de")
-    assert inside.sweep_model(cfg) == "vicuna-clip-en"
-    assert inside.cka_pair(_cfg(GRID[:1])) == ("vicuna-clip-en", "vicuna-clip-en")
-    assert inside.steer_models(_cfg(GRID[1:3])) == ["yi-clip-zh"]
+    assert steer_models(cfg) == ["vicuna-clip-en", "leo-dino-en"]
+    assert cka_pair(cfg) == ("yi-clip-zh", "leo-clip-de")
+    assert sweep_model(cfg) == "vicuna-clip-en"
+    assert cka_pair(_cfg(GRID[:1])) == ("vicuna-clip-en", "vicuna-clip-en")
+    assert steer_models(_cfg(GRID[1:3])) == ["yi-clip-zh"]
     with pytest.raises(ValueError, match="steering.models: 'vicuna-dino-en' is not a grid model"):
-        inside.steer_models(_cfg(GRID, models=["vicuna-dino-en"]))
-    assert inside.sweep_model(_cfg(GRID, sweep={"enabled": False})) is None
+        steer_models(_cfg(GRID, models=["vicuna-dino-en"]))
+    assert sweep_model(_cfg(GRID, sweep={"enabled": False})) is None
 
 
 def test_layers_runs_and_variants():
-    assert inside.resolve_layer(None, 30) == 10 and inside.resolve_layer(None, 4) == 1
+    assert resolve_layer(None, 30) == 10 and resolve_layer(None, 4) == 1
     with pytest.raises(ValueError, match="outside 0..3"):
-        inside.resolve_layer(4, 4)
-    assert inside.sweep_layers(None, 4) == [1, 2, 3]
-    assert inside.sweep_layers(None, 32) == [8, 16, 24]
-    assert inside.sweep_layers([3, 1, 1], 4) == [1, 3]
+        resolve_layer(4, 4)
+    assert sweep_layers(None, 4) == [1, 2, 3]
+    assert sweep_layers(None, 32) == [8, 16, 24]
+    assert sweep_layers([3, 1, 1], 4) == [1, 3]
     st = _cfg(GRID, positions="all", variants=["last-generated", "mean-all"])["steering"]
-    runs = inside.remedy_runs(st, 4)
+    runs = remedy_runs(st, 4)
     assert [(r.variant, r.selection, r.conditions) for r in runs] == [
         ("last-all", "oracle", ("image", "text")),
         ("last-generated", "oracle", ("image",)),
@@ -90,24 +131,22 @@ def test_layers_runs_and_variants():
         ("last-all", "auto", ("image",)),
     ]
     assert len({r.intervention for r in runs}) == len(runs)
-    sweep = inside.sweep_runs(st | {"sweep": {"layers": [1, 2], "strengths": [0.5, 2.0, 4.0]}}, 4)
+    sweep = sweep_runs(st | {"sweep": {"layers": [1, 2], "strengths": [0.5, 2.0, 4.0]}}, 4)
     assert len(sweep) == 6 and {r.study for r in sweep} == {"sweep"}
     with pytest.raises(ValueError, match="unknown steering variant"):
-        inside.parse_variant("last-prompt")
+        parse_variant("last-prompt")
 
 
-def test_variant_names_follow_the_steering_module():
-    from ifl import steer
-
-    assert (inside.REDUCTIONS, inside.POSITIONS) == (steer.REDUCTIONS, steer.POSITIONS)
-    assert inside.variant_name("mean", "all") == "mean-all" and len(inside.VARIANTS) == 4
+def test_variant_names_cover_reductions_and_positions():
+    assert {parse_variant(v) for v in VARIANTS} == {(r, p) for r in REDUCTIONS for p in POSITIONS}
+    assert variant_name("mean", "all") == "mean-all" and len(VARIANTS) == 4
 
 
 def test_instruction_is_the_papers_sentence():
-    assert inside.instruction("en") == inside.EN_INSTRUCTION
-    assert inside.instruction("de") != inside.EN_INSTRUCTION
+    assert detail_instruction("en") == EN_INSTRUCTION
+    assert detail_instruction("de") != EN_INSTRUCTION
     with pytest.raises(ValueError, match="unknown language 'xx'"):
-        inside.instruction("xx")
+        detail_instruction("xx")
 
 
 # ---- per-row selection and steered generation ---------------------------------------------
@@ -115,32 +154,28 @@ def test_instruction_is_the_papers_sentence():
 
 def test_selection_oracle_auto_and_english_rows():
     langs = ["en", "de", "fr", "de"]
-    assert inside.select_languages(langs) == [None, "de", "fr", "de"]
-    assert inside.select_languages(langs, ["en", "de", "es", None], "auto") == [
+    assert select_languages(langs) == [None, "de", "fr", "de"]
+    assert select_languages(langs, ["en", "de", "es", None], "auto") == [
         None,
         "de",
         "es",
         None,
     ]
-    assert inside.select_languages(["de"], [float("nan")], "auto") == [None]
-    assert inside.detected_iso(["german", "other_latin", "chinese", "none"]) == [
+    assert select_languages(["de"], [float("nan")], "auto") == [None]
+    assert detected_iso(["german", "other_latin", "chinese", "none"]) == [
         "de",
         None,
         "zh",
         None,
     ]
     with pytest.raises(ValueError, match="selection must be one of"):
-        inside.select_languages(langs, mode="random")
+        select_languages(langs, mode="random")
 
 
 def test_steer_queries_pick_each_rows_language(tasks):
     qs = _questions(tasks, wrong={"MaXM-0000-de": "en", "MaXM-0001-fr": "de"})
-    oracle = inside.steer_queries(tasks, qs, "oracle", ("image",)).set_index("task_id")[
-        "steer_language"
-    ]
-    auto = inside.steer_queries(tasks, qs, "auto", ("image",)).set_index("task_id")[
-        "steer_language"
-    ]
+    oracle = steer_queries(tasks, qs, "oracle", ("image",)).set_index("task_id")["steer_language"]
+    auto = steer_queries(tasks, qs, "auto", ("image",)).set_index("task_id")["steer_language"]
     assert pd.isna(oracle["MaXM-0000-en"]) and pd.isna(auto["MaXM-0000-en"])
     assert oracle["MaXM-0000-de"] == "de" and pd.isna(auto["MaXM-0000-de"])
     assert oracle["MaXM-0001-fr"] == "fr" and auto["MaXM-0001-fr"] == "de"
@@ -149,13 +184,12 @@ def test_steer_queries_pick_each_rows_language(tasks):
 
 
 def test_language_vectors_match_the_library(vlm):
-    from ifl.steer import language_vector
 
     model, processor = vlm
-    vecs = inside.language_vectors(model, processor.tokenizer, ["en", "de", "fr", "de"], 1, "mean")
+    vecs = language_vectors(model, processor.tokenizer, ["en", "de", "fr", "de"], 1, "mean")
     assert list(vecs) == ["de", "fr"]
     ref = language_vector(
-        model, processor.tokenizer, inside.instruction("fr"), inside.EN_INSTRUCTION, 1, "mean"
+        model, processor.tokenizer, detail_instruction("fr"), EN_INSTRUCTION, 1, "mean"
     )
     torch.testing.assert_close(vecs["fr"], ref, atol=1e-5, rtol=1e-4)
 
@@ -168,17 +202,15 @@ def _run(model, processor, q, path, context=None):
 
 def test_strength_zero_equals_unsteered_and_english_rows_stay_unsteered(vlm, tasks, tmp_path):
     model, processor = vlm
-    q = inside.steer_queries(tasks, None, "oracle", ("image", "text"))
-    vecs = {
-        k: 50 * v / v.norm() for k, v in inside.language_vectors(model, processor, LANGS, 1).items()
-    }
+    q = steer_queries(tasks, None, "oracle", ("image", "text"))
+    vecs = {k: 50 * v / v.norm() for k, v in language_vectors(model, processor, LANGS, 1).items()}
     base = _run(model, processor, q, tmp_path / "base.parquet")
     zero = _run(
         model,
         processor,
         q,
         tmp_path / "zero.parquet",
-        inside.steering_context(model, vecs, 1, 0.0, "all"),
+        steering_context(model, vecs, 1, 0.0, "all"),
     )
     pd.testing.assert_series_equal(zero, base)
     steered = _run(
@@ -186,13 +218,13 @@ def test_strength_zero_equals_unsteered_and_english_rows_stay_unsteered(vlm, tas
         processor,
         q,
         tmp_path / "s.parquet",
-        inside.steering_context(model, vecs, 1, 1.0, "all"),
+        steering_context(model, vecs, 1, 1.0, "all"),
     )
     english = steered.index.get_level_values("task_id").str.endswith("-en")
     pd.testing.assert_series_equal(steered[english], base[english])
     assert (steered[~english] != base[~english]).any()  # the vectors do act on the others
     with pytest.raises(ValueError, match="no steering vector for language 'fr'"):
-        inside.steering_context(model, {"de": vecs["de"]}, 1, 1.0, "all")(q)
+        steering_context(model, {"de": vecs["de"]}, 1, 1.0, "all")(q)
 
 
 def test_run_steering_reuses_oracle_replies_for_auto_rows(vlm, tasks, tmp_path):
@@ -204,11 +236,11 @@ def test_run_steering_reuses_oracle_replies_for_auto_rows(vlm, tasks, tmp_path):
         "positions": "generated",
         "variants": ["last-generated"],
     }
-    runs = inside.remedy_runs(st, 3)
-    steerable = inside.steerable_tasks(tasks, ["MaXM", "LLaVA-W"])
+    runs = remedy_runs(st, 3)
+    steerable = steerable_tasks(tasks, ["MaXM", "LLaVA-W"])
     assert set(steerable["language"]) == {"de", "fr"}
     qs = _questions(steerable, wrong={"MaXM-0000-de": "fr"})
-    out = inside.run_steering(
+    out = run_steering(
         model,
         processor,
         steerable,
@@ -236,13 +268,13 @@ def test_run_steering_reuses_oracle_replies_for_auto_rows(vlm, tasks, tmp_path):
 
 
 def test_checkpoint_key_tracks_vectors_queries_and_settings(tasks):
-    q = inside.steer_queries(tasks, None, "oracle", ("image",))
+    q = steer_queries(tasks, None, "oracle", ("image",))
     vecs = {"de": torch.ones(4), "fr": torch.zeros(4)}
-    key = inside._run_key(vecs, q, "s")
-    assert key == inside._run_key(dict(vecs), q.copy(), "s")
-    assert key != inside._run_key({"de": torch.ones(4) * 2, "fr": torch.zeros(4)}, q, "s")
-    assert key != inside._run_key(vecs, q.iloc[1:], "s")
-    assert key != inside._run_key(vecs, q, "t")
+    key = _run_key(vecs, q, "s")
+    assert key == _run_key(dict(vecs), q.copy(), "s")
+    assert key != _run_key({"de": torch.ones(4) * 2, "fr": torch.zeros(4)}, q, "s")
+    assert key != _run_key(vecs, q.iloc[1:], "s")
+    assert key != _run_key(vecs, q, "t")
 
 
 # ---- measurement and tables ---------------------------------------------------------------
@@ -280,7 +312,7 @@ def test_measure_steering_stacks_baseline_and_adds_proxies(tasks):
         steer_language="de",
     )
     other = base.assign(model="unsteered-model")
-    df = inside.measure_steering(gens, pd.concat([base, other]), tasks, _FakeLID(), oracle=True)
+    df = measure_steering(gens, pd.concat([base, other]), tasks, _FakeLID(), oracle=True)
     assert len(df) == len(base) + len(gens) and set(df["model"]) == {"m"}
     assert df.loc[df["study"] == "remedy", "fidelity_proxy"].eq(1).all()
     assert df.loc[df["study"] == "none", "layer"].eq(-1).all()
@@ -293,13 +325,13 @@ def test_measure_steering_stacks_baseline_and_adds_proxies(tasks):
 def test_stratified_mean_closed_form():
     values = [1.0, 3.0, 10.0, 20.0, 30.0, 5.0]
     strata = ["a", "a", "b", "b", "b", "c"]
-    r = inside.stratified_mean(values, strata)
+    r = stratified_mean(values, strata)
     assert r["estimate"] == pytest.approx((2 + 20 + 5) / 3)
     pooled = (2.0 + 2 * 100.0) / 3  # (n_k - 1) s_k^2 summed over a and b, over their dof
     se = np.sqrt(2.0 / 2 + 100.0 / 3 + pooled / 1) / 3
     assert r["se"] == pytest.approx(se) and r["n"] == 6
     assert r["ci_high"] - r["estimate"] == pytest.approx(1.959964 * se, rel=1e-5)
-    assert np.isnan(inside.stratified_mean([np.nan], ["a"])["estimate"])
+    assert np.isnan(stratified_mean([np.nan], ["a"])["estimate"])
 
 
 def test_stratified_mean_covers_the_truth():
@@ -310,7 +342,7 @@ def test_stratified_mean_covers_the_truth():
     for _ in range(400):
         strata = ["a"] * 8 + ["b"] * 20 + ["c"] * 5
         values = [means[s] + rng.normal(0, 0.4) for s in strata]
-        r = inside.stratified_mean(values, strata)
+        r = stratified_mean(values, strata)
         hits += r["ci_low"] <= truth <= r["ci_high"]
     assert 0.91 <= hits / 400 <= 0.98
 
@@ -377,7 +409,7 @@ def _hand_measured() -> pd.DataFrame:
 
 def test_table5_arithmetic_and_tables_6_to_9():
     df = _hand_measured()
-    t5 = inside.remedy_table(df, primary="last-generated")
+    t5 = remedy_table(df, primary="last-generated")
     assert set(t5["source"]) == {"proxy", "oracle"} and len(t5) == 4
     row = t5[(t5["source"] == "proxy") & t5["primary"]].iloc[0]
     # cells: MaXM-de ifl = mean(-1,-1,0) = -2/3, remedy = mean(0,-1,0) = -1/3; LLaVA-W-fr ifl = mean(-1, 0) = -1/2,
@@ -389,7 +421,7 @@ def test_table5_arithmetic_and_tables_6_to_9():
     assert row["n_tasks"] == 5 and row["selection"] == "oracle"
     assert row["accuracy"] == pytest.approx((1 / 3 + 0) / 2) and row["accuracy_remedy"] == 0
     assert row["ifl_ci_low"] < row["ifl"] < row["ifl_ci_high"]
-    by = inside.by_language_table(df)
+    by = by_language_table(df)
     cell = by[
         (by["benchmark"] == "LLaVA-W") & (by["selection"] == "oracle") & (by["source"] == "proxy")
     ].iloc[0]
@@ -399,13 +431,13 @@ def test_table5_arithmetic_and_tables_6_to_9():
     ].iloc[0]
     assert avg["ifl"] == pytest.approx(row["ifl"]) and avg["diff"] == pytest.approx(row["diff"])
     assert "en" not in set(by["language"])
-    summary = inside.steering_summary(t5)
+    summary = steering_summary(t5)
     assert summary["ifl"] == {"m": round(row["ifl"], 4)} and summary["ifl_remedy"]["m"] == round(
         row["ifl_remedy"], 4
     )
-    text = inside.text_check_table(df)
+    text = text_check_table(df)
     assert len(text) == 2 and text["fidelity_diff"].eq(0).all()
-    sel = inside.selection_table(
+    sel = selection_table(
         t5,
         _questions(
             pd.DataFrame(
@@ -420,9 +452,9 @@ def test_table5_arithmetic_and_tables_6_to_9():
 
 def test_relative_increase_reproduces_the_papers_table5():
     paper = pd.read_csv("book/data/paper/hinck2024_table5_steering.csv")
-    ours = [inside._relative(d, i) for d, i in zip(paper["diff"], paper["ifl"], strict=True)]
+    ours = [_relative(d, i) for d, i in zip(paper["diff"], paper["ifl"], strict=True)]
     np.testing.assert_allclose(ours, paper["relative_increase"], atol=0.006)
-    assert np.isnan(inside._relative(0.1, 0.0))
+    assert np.isnan(_relative(0.1, 0.0))
 
 
 def test_sweep_table_shape():
@@ -435,7 +467,7 @@ def test_sweep_table_shape():
                 study="sweep", variant="last-generated", selection="oracle", layer=layer, strength=s
             )
             rows.append(st.assign(fidelity_proxy=1, fidelity_oracle=1.0))
-    table = inside.sweep_table(pd.concat(rows, ignore_index=True))
+    table = sweep_table(pd.concat(rows, ignore_index=True))
     assert len(table) == 2 * 2 * (3 + 1)  # sources x layers x (strengths + unsteered)
     assert table.groupby(["source", "layer"]).size().eq(4).all()
     zero = table[table["strength"] == 0]
@@ -449,16 +481,16 @@ def test_cka_table_layout():
     rng = np.random.default_rng(0)
     a = [rng.normal(size=(40, 8)) for _ in range(3)]
     b = [x @ rng.normal(size=(8, 6)) + 0.5 * rng.normal(size=(40, 6)) for x in a]
-    df = inside.cka_table(a, b)
+    df = cka_table(a, b)
     assert len(df) == 9
     lin, rbf = cka_heatmap(a, b, kind="linear"), cka_heatmap(a, b, kind="rbf")
     grid = df.pivot(index="layer_a", columns="layer_b", values="value").to_numpy()
     np.testing.assert_allclose(grid, triangle_heatmap(lin, rbf))
     assert (df.loc[df["layer_a"] >= df["layer_b"], "kernel"] == "linear").all()
     assert (df.loc[df["layer_a"] < df["layer_b"], "kernel"] == "rbf").all()
-    same = inside.cka_table(a, a)
+    same = cka_table(a, a)
     np.testing.assert_allclose(same.loc[same["layer_a"] == same["layer_b"], "value"], 1.0)
-    mask = inside.triangle_mask(3, 5)
+    mask = triangle_mask(3, 5)
     assert mask[:, 0].all() and mask[2].all() and not mask[0, 1:].any() and mask.shape == (3, 5)
 
 
@@ -483,7 +515,7 @@ def test_question_token_mask_finds_the_question():
             ],
         }
     )
-    mask = inside.question_token_mask(meta, {0: [11, 12], 1: [99]})
+    mask = question_token_mask(meta, {0: [11, 12], 1: [99]})
     # input 0: its question's tokens; input 1 (question not found): text after the last image
     assert mask.tolist() == [False] * 4 + [True, True, False] + [True, False, False, False]
 
@@ -495,15 +527,15 @@ def test_token_points_and_projection(vlm, tasks):
         .sort_values(["language", "task_id"])
         .reset_index(drop=True)
     )
-    meta, arrays = inside.token_points(model, processor, sub, [0, 2], batch_size=4)
+    meta, arrays = token_points(model, processor, sub, [0, 2], batch_size=4)
     n_image = 2 * 16  # 2 images x 16 patches, from one language's prompts only
     assert (meta["modality"] == "image").sum() == n_image and set(arrays) == {0, 2}
     assert set(meta.loc[meta["modality"] == "text", "language"]) == set(LANGS)
     assert all(a.shape == (len(meta), 32) for a in arrays.values())
-    keep = inside.sample_points(meta, 10, seed=0)
+    keep = sample_points(meta, 10, seed=0)
     assert meta.iloc[keep].groupby(["modality", "language"]).size().max() == 10
-    np.testing.assert_array_equal(keep, inside.sample_points(meta, 10, seed=0))
-    coords, gaps = inside.project_points(
+    np.testing.assert_array_equal(keep, sample_points(meta, 10, seed=0))
+    coords, gaps = project_points(
         meta.iloc[keep].reset_index(drop=True),
         {k: v[keep] for k, v in arrays.items()},
         method="tsne",

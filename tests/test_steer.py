@@ -9,7 +9,7 @@ import torch
 from _tiny_llava import QUESTIONS, build_tiny_causal_lm, build_tiny_llava, prompts, random_images
 
 from ifl.models.layers import decoder_layers
-from ifl.steer import language_vector, layer_states, steering
+from ifl.steering.vectors import language_vector, layer_states, steering
 
 torch.set_num_threads(1)
 LAYER = 1

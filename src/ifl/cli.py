@@ -498,7 +498,7 @@ def _summary(a, cfg):
     if a.organism_dir:
         summary["organism"] = organism_summary(Path(a.organism_dir), cfg, a.bench_dir)
     if a.steering:
-        from ifl.inside import steering_summary
+        from ifl.steering.tables import steering_summary
 
         summary["steering"] = steering_summary(pd.read_csv(a.steering))
     if a.remedies:

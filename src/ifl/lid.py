@@ -44,6 +44,8 @@ ISO_TO_NAME: dict[str, str] = {
 }
 if tuple(ISO_TO_NAME) != LANGUAGES:  # guard against the two lists drifting apart
     raise ImportError("ifl.lid.ISO_TO_NAME does not follow ifl.LANGUAGES")
+#: ISO code of each of the 14 language names.
+NAME_TO_ISO: dict[str, str] = {name: iso for iso, name in ISO_TO_NAME.items()}
 
 #: Every name a LID parser can return.
 LANGUAGE_NAMES: tuple[str, ...] = (*ISO_TO_NAME.values(), "other_latin", "other", "none")

@@ -2,7 +2,7 @@
 # automatic attribute selection, the text-condition check) and Figure 2's representation
 # analyses (2-D projection of image and text tokens; layer-by-layer CKA between two models).
 
-from ifl.inside import cka_pair, projection_model, steer_models, sweep_model
+from ifl.steering.plan import cka_pair, projection_model, steer_models, sweep_model
 
 try:
     STEER_MODELS = steer_models(config)

@@ -11,8 +11,6 @@ from ifl.cli import command
 from ifl.runtime import from_config
 
 REQ = {"required": True}
-# Items per language whose tokens enter the 2-D projection (all of them on the organism).
-PROJECTION_TASKS_PER_LANGUAGE = 24
 
 
 def _identifier(cfg: dict):
@@ -26,8 +24,8 @@ def _identifier(cfg: dict):
 @command("steer-questions", ("--tasks", REQ), ("--out", REQ))
 def _steer_questions(a, cfg):
     """The LID model's language of every question (automatic attribute selection)."""
-    from ifl.inside import question_languages
     from ifl.io import write_parquet
+    from ifl.steering.run import question_languages
 
     write_parquet(question_languages(pd.read_parquet(a.tasks), _identifier(cfg)), a.out)
 
@@ -43,18 +41,20 @@ def _steer_questions(a, cfg):
 )
 def _steer(a, cfg):
     """Steered replies of one model: the Table 5 runs (remedy) or the layer x strength sweep."""
-    from ifl import generate, inside
+    from ifl import generate
     from ifl.models.layers import num_layers
+    from ifl.steering.plan import remedy_runs, sweep_runs
+    from ifl.steering.run import run_steering, steerable_tasks
 
     st = cfg["steering"]
     model, processor = generate.load_vlm(a.model, from_config(cfg))
     n = num_layers(model)
     if a.study == "remedy":
-        runs, benchmarks = inside.remedy_runs(st, n), st["benchmarks"]
+        runs, benchmarks = remedy_runs(st, n), st["benchmarks"]
     else:
-        runs, benchmarks = inside.sweep_runs(st, n), st["sweep"]["benchmarks"]
-    tasks = inside.steerable_tasks(pd.read_parquet(a.tasks), benchmarks)
-    inside.run_steering(
+        runs, benchmarks = sweep_runs(st, n), st["sweep"]["benchmarks"]
+    tasks = steerable_tasks(pd.read_parquet(a.tasks), benchmarks)
+    run_steering(
         model,
         processor,
         tasks,
@@ -75,8 +75,8 @@ def _steer(a, cfg):
 )
 def _steer_measure(a, cfg):
     """LID, reference judge and (organism) oracle truth of the steered and unsteered replies."""
-    from ifl.inside import measure_steering
     from ifl.io import write_parquet
+    from ifl.steering.measure import measure_steering
 
     gens = pd.concat([pd.read_parquet(p) for p in a.generations], ignore_index=True)
     df = measure_steering(
@@ -92,22 +92,14 @@ def _steer_measure(a, cfg):
 @command("steer-tables", ("--measured", REQ), ("--questions", REQ), ("--out-dir", REQ))
 def _steer_tables(a, cfg):
     """Table 5, Tables 6-9, the sweep, the selection comparison and the text-condition check."""
-    from ifl import inside
     from ifl.io import write_csv
+    from ifl.steering.tables import steering_tables
 
-    df, questions = pd.read_parquet(a.measured), pd.read_parquet(a.questions)
-    out = Path(a.out_dir)
-    table5 = inside.remedy_table(df, primary=inside.primary_variant(cfg["steering"]))
-    write_csv(table5, out / "steering_table5.csv")
-    write_csv(inside.by_language_table(df), out / "steering_by_language.csv")
-    write_csv(inside.sweep_table(df), out / "steering_sweep.csv")
-    write_csv(inside.text_check_table(df), out / "steering_text.csv")
-    bench = set(cfg["steering"]["benchmarks"])
-    write_csv(
-        inside.selection_table(table5, questions[questions["benchmark"].isin(bench)]),
-        out / "steering_selection.csv",
+    tables = steering_tables(
+        pd.read_parquet(a.measured), pd.read_parquet(a.questions), cfg["steering"]
     )
-    write_csv(inside.question_lid_table(questions), out / "steering_question_lid.csv")
+    for name, table in tables.items():
+        write_csv(table, Path(a.out_dir) / name)
 
 
 @command(
@@ -120,30 +112,22 @@ def _steer_tables(a, cfg):
 )
 def _cka(a, cfg):
     """Layer-by-layer CKA between two models over image and over text positions (Figure 2)."""
-    from ifl import generate, inside
     from ifl.io import write_csv
+    from ifl.represent.cka_tables import compare_models
 
     n = cfg["steering"]["cka_images"]
     images = list(np.load(a.images, mmap_mode="r")[:n])
     if len(images) < 4:
         raise ValueError(f"CKA needs at least 4 images, {a.images} has {len(images)}")
-    prompts = inside.cka_prompts(len(images), cfg["languages"])
-    device = from_config(cfg)
-    pooled = []
-    for path in (a.model_a, a.model_b):
-        model, processor = generate.load_vlm(path, device)
-        pooled.append(
-            inside.pooled_layers(model, processor, prompts, images, cfg["generate"]["batch_size"])
-        )
-        del model
-    tables = [
-        inside.cka_table(pooled[0][pos], pooled[1][pos], seed=cfg["seed"]).assign(positions=pos)
-        for pos in ("image", "text")
-    ]
-    df = pd.concat(tables, ignore_index=True).assign(
-        model_a=a.names[0], model_b=a.names[1], n_images=len(images)
+    df = compare_models(
+        (a.model_a, a.model_b),
+        images,
+        cfg["languages"],
+        device=from_config(cfg),
+        batch_size=cfg["generate"]["batch_size"],
+        seed=cfg["seed"],
     )
-    write_csv(df, a.out)
+    write_csv(df.assign(model_a=a.names[0], model_b=a.names[1], n_images=len(images)), a.out)
 
 
 @command(
@@ -156,34 +140,24 @@ def _cka(a, cfg):
 )
 def _project(a, cfg):
     """Image and question tokens of one model in 2-D (UMAP or t-SNE) and the modality gap."""
-    from ifl import generate, inside
+    from ifl import generate
     from ifl.io import write_csv
     from ifl.models.layers import num_layers
+    from ifl.represent.points import project_tokens, projection_tasks
+    from ifl.steering.plan import resolve_layer
 
     st = cfg["steering"]
-    tasks = pd.read_parquet(a.tasks)
-    tasks = tasks[tasks["benchmark"].isin(st["benchmarks"])]
-    if tasks.empty:
-        raise ValueError(f"no tasks in steering.benchmarks {st['benchmarks']}")
-    # English first: image tokens are taken from the first language's prompts.
-    order = tasks.assign(_en=tasks["language"] != "en").sort_values(
-        ["_en", "language", "task_id"], kind="stable"
-    )
-    tasks = (
-        order.groupby("language", sort=False)
-        .head(PROJECTION_TASKS_PER_LANGUAGE)
-        .drop(columns="_en")
-    )
+    tasks = projection_tasks(pd.read_parquet(a.tasks), st["benchmarks"])
     model, processor = generate.load_vlm(a.model, from_config(cfg))
     n = num_layers(model)
     # state index k = the output of decoder layer k - 1 (0 = the input embeddings)
-    steer_state = inside.resolve_layer(st["layer"], n) + 1
-    layers = sorted({0, steer_state, n})
-    meta, arrays = inside.token_points(model, processor, tasks.reset_index(drop=True), layers)
-    keep = inside.sample_points(meta, st["projection_points"], seed=cfg["seed"])
-    coords, gaps = inside.project_points(
-        meta.iloc[keep].reset_index(drop=True),
-        {k: v[keep] for k, v in arrays.items()},
+    steer_state = resolve_layer(st["layer"], n) + 1
+    coords, gaps = project_tokens(
+        model,
+        processor,
+        tasks,
+        sorted({0, steer_state, n}),
+        max_per_group=st["projection_points"],
         method=st["projection"],
         seed=cfg["seed"],
     )

@@ -389,6 +389,19 @@ def _common_layers(layers_a: Sequence[Array], layers_b: Sequence[Array]) -> tupl
     return A, B
 
 
+def triangle_mask(n_a: int, n_b: int) -> np.ndarray:
+    """Cells ``(i, j)`` on or below the diagonal of an ``n_a`` x ``n_b`` layer grid (relative
+    depth ``i / (n_a - 1) >= j / (n_b - 1)``; the plain ``i >= j`` when square)."""
+    if n_a < 1 or n_b < 1:
+        raise ValueError(f"layer counts must be positive, got {n_a} and {n_b}")
+    i, j = np.meshgrid(np.arange(n_a), np.arange(n_b), indexing="ij")
+    return (
+        i * max(n_b - 1, 1) >= j * max(n_a - 1, 1)
+        if n_a > 1 and n_b > 1
+        else np.ones((n_a, n_b), bool)
+    )
+
+
 def triangle_heatmap(linear: Array, rbf: Array) -> np.ndarray:
     """Combine two square CKA matrices in the paper's layout.
 
@@ -400,5 +413,4 @@ def triangle_heatmap(linear: Array, rbf: Array) -> np.ndarray:
         raise ValueError(f"linear must be a square matrix, got shape {L.shape}")
     if R.shape != L.shape:
         raise ValueError(f"rbf must have the shape of linear {L.shape}, got {R.shape}")
-    lower = np.tril(np.ones(L.shape, dtype=bool))
-    return np.where(lower, L, R)
+    return np.where(triangle_mask(*L.shape), L, R)

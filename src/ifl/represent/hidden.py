@@ -5,7 +5,7 @@ transformers 5 Gemma's sqrt(hidden) scale lives in its embedding module, so it a
 embeddings but not to the projector output), layer ``i`` >= 1 the output of decoder layer ``i - 1``.
 Unlike transformers' ``output_hidden_states``, the last layer is the raw decoder-layer output,
 before the final norm, so every layer is measured the same way (and the same way as
-:func:`ifl.steer.layer_states`).
+:func:`ifl.steering.vectors.layer_states`).
 
 Every position of an input has a modality: ``"image"`` (an image token, whose embedding is the
 projector output), ``"special"`` (BOS/EOS and other special tokens: the BOS state of real LLMs has

@@ -8,9 +8,11 @@ against mean text features (t-SNE + kernel density).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from scipy.stats import gaussian_kde
 
@@ -107,3 +109,24 @@ def kde_2d(
     xx, yy = np.meshgrid(xs, ys)
     density = kde(np.vstack([xx.ravel(), yy.ravel()])).reshape(xx.shape)
     return xx, yy, density
+
+
+def project_points(
+    meta: pd.DataFrame, arrays: Mapping[int, np.ndarray], *, method: str = "umap", seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """2-D coordinates of every point per layer (image and text tokens embedded jointly), and
+    the modality gap per layer (distance between the mean image and mean text token state)."""
+    coords, gaps = [], []
+    image = (meta["modality"] == "image").to_numpy()
+    for layer, X in sorted(arrays.items()):
+        xy = embed_2d(X, method, seed=seed)
+        coords.append(meta.assign(layer=layer, method=method, x=xy[:, 0], y=xy[:, 1]))
+        gaps.append(
+            {
+                "layer": layer,
+                "modality_gap": modality_gap(X[image], X[~image]),
+                "n_image": int(image.sum()),
+                "n_text": int((~image).sum()),
+            }
+        )
+    return pd.concat(coords, ignore_index=True), pd.DataFrame(gaps)

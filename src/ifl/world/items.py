@@ -8,6 +8,7 @@ in the text condition.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ifl import LANGUAGES
 from ifl.world.grammar import Renderer
 from ifl.world.lexicon import concept_id, number_concept
 from ifl.world.scenes import COLOURS, SHAPES, Obj, Scene
@@ -319,6 +321,15 @@ def describe(
 ) -> str:
     """The text description of ``scene`` in ``lang`` (stands in for the image)."""
     return _describe(Renderer(lang, error_rate=error_rate, rng=rng), scene)
+
+
+@functools.cache
+def detail_instruction(lang: str) -> str:
+    """The paper's instruction "Describe this image in detail." in ``lang`` (the lexicon's)."""
+    if lang not in LANGUAGES:
+        raise ValueError(f"unknown language {lang!r}; expected one of {LANGUAGES}")
+    item = sample_item(np.random.default_rng(0), "describe", "detail")
+    return realise(item, lang)[0]
 
 
 def caption(scene: Scene, lang: str = "en") -> str:

@@ -24,9 +24,7 @@ import torch
 from torch import nn
 
 from ifl.models.layers import decoder_layers, language_model
-
-POSITIONS = ("generated", "all")
-REDUCTIONS = ("last", "mean")
+from ifl.steering.plan import POSITIONS, REDUCTIONS
 
 
 class _StopForward(Exception):
