@@ -1,4 +1,4 @@
-"""The paper preset's subcommands (ifl.commands.paper) chained on tiny staged stand-ins, on the
+"""The paper preset's subcommands (ifl.cli.paper_*) chained on tiny staged stand-ins, on the
 CPU: what the rules of workflow/rules/paper_*.smk run, in their order, in one process."""
 
 from __future__ import annotations

@@ -327,15 +327,6 @@ def test_paper_defaults_describe_the_papers_sweeps(paper_cfg):
     assert len(names) == 1 + 2 + 4 + 4 + 3  # base, text, merge, task sets, share sweep
 
 
-def test_paper_remedy_commands_are_registered():
-    from ifl.cli import COMMANDS, _load_extensions
-
-    _load_extensions()
-    for name in ("paper-remedy-mix", "paper-remedy-train", "remedies-gold-sample",
-                 "remedies-gold-annotate"):  # fmt: skip
-        assert name in COMMANDS
-
-
 # --- the trainer's final phase ---------------------------------------------------------------
 class _Accelerator:
     """What _batches asks of accelerate, on one process."""

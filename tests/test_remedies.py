@@ -326,23 +326,6 @@ def test_gap_features_are_projector_means_and_question_embeddings():
         gap_features(model, processor, prompts(questions), questions[:1], images)
 
 
-def test_commands_are_registered():
-    from ifl.cli import COMMANDS, _load_extensions
-
-    _load_extensions()
-    for name in (
-        "remedies-mix",
-        "remedies-train",
-        "remedies-merge",
-        "remedies-generate",
-        "remedies-base",
-        "remedies-label",
-        "remedies-tables",
-        "remedies-gap",
-    ):
-        assert name in COMMANDS
-
-
 def test_lrm_tables_pick_the_shared_share_and_label_the_ablation():
     rows = []
     for name, axis, setting, set_name, non_en in [

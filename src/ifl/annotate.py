@@ -335,6 +335,12 @@ def import_sheet(path: str | Path, *, expected_ids: Iterable[str]) -> pd.DataFra
     return sheet[SHEET_COLUMNS]
 
 
+def read_annotated(path: str | Path) -> pd.DataFrame:
+    """An annotated sheet as the gold-annotate rules write it, validated on its own ids."""
+    ids = pd.read_csv(path, dtype=str, keep_default_na=False)["id"]
+    return import_sheet(path, expected_ids=ids)
+
+
 Annotator = Callable[[pd.Series], tuple[str, bool | None, bool | None]]
 
 

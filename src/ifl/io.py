@@ -1,4 +1,4 @@
-"""Atomic writes: a failed or interrupted job never replaces an existing result."""
+"""Atomic writes (a failed or interrupted job never replaces an existing result) and reads."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,11 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, path)
+
+
+def read_parquets(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """The parquet tables at ``paths`` stacked in order (e.g. the shards of one job)."""
+    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
 
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:

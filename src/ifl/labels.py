@@ -9,11 +9,19 @@ columns present only where a row was annotated.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ifl.annotate import Annotator, inclusion_probabilities, sample_gold
+from ifl.annotate import (
+    Annotator,
+    fill_sheet,
+    import_sheet,
+    inclusion_probabilities,
+    sample_gold,
+    to_sheet,
+)
 from ifl.lid import ISO_TO_NAME
 
 TASK_COLUMNS = ["task_id", "question", "reference"]
@@ -77,6 +85,30 @@ def oracle_annotator(tasks: pd.DataFrame) -> Annotator:
         )
 
     return annotate
+
+
+def annotated_sheet(
+    sample: pd.DataFrame,
+    tasks: pd.DataFrame,
+    *,
+    oracle: bool,
+    completed: str | None,
+    blank: str,
+    key: str,
+    replies: str = "",
+) -> pd.DataFrame:
+    """The annotated sheet of a gold ``sample``: the lexicon oracle's answers (``oracle``), or
+    the completed sheet at ``completed`` (config key ``key``) validated against the sample.
+    Until that sheet exists, the error names the ``blank`` sheet to fill (``replies`` says whose
+    replies it holds) and where to save it."""
+    if oracle:
+        return fill_sheet(to_sheet(sample), oracle_annotator(tasks))
+    if not completed or not Path(completed).is_file():
+        raise ValueError(
+            f"annotate {blank} (appendix B's three questions{replies}) and save the completed "
+            f"sheet at {completed or f'<{key} in the config>'}, then run the DAG again"
+        )
+    return import_sheet(completed, expected_ids=sample["id"])
 
 
 def oracle_truth(measured: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:

@@ -18,8 +18,9 @@ import importlib.util
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -303,6 +304,12 @@ class LanguageIdentifier:
                 cache[label] = self._parse(label)
             out.append(cache[label])
         return out
+
+
+def from_config(cfg: Mapping[str, Any]) -> LanguageIdentifier:
+    """The identifier of the config's ``lid`` section (``lid.model`` null: lid.176)."""
+    lid = cfg["lid"]
+    return LanguageIdentifier(lid["model"] or default_lid176_path(), kind=lid["kind"])
 
 
 def fidelity_proxy(predicted: Sequence[str], query_iso: Sequence[str]) -> np.ndarray:

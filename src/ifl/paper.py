@@ -2,7 +2,7 @@
 
 Every function reads files staged by the download rules (:mod:`ifl.download`) under the
 config's ``resources_dir`` and never touches the network; the rules of
-``workflow/rules/paper*.smk`` call them through ``ifl.commands.paper``.
+``workflow/rules/paper*.smk`` call them through the ``ifl.cli.paper_*`` subcommands.
 """
 
 from __future__ import annotations

@@ -178,6 +178,14 @@ def variant(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
     raise ValueError(f"unknown remedy variant {name!r}")
 
 
+def trained_variant(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """A variant that is trained (on a stage-2 mix) by name; a one-line error otherwise."""
+    spec = variant(cfg, name)
+    if spec["kind"] != "trained":
+        raise ValueError(f"remedy variant {name!r} is not trained (it is {spec['kind']})")
+    return spec
+
+
 def variant_dir(run: str, spec: Mapping[str, Any], base_name: str) -> str:
     """Checkpoint directory of a variant under ``run`` (the base's is the grid model's)."""
     if spec["kind"] == "grid":

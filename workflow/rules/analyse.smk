@@ -54,7 +54,7 @@ rule notebook:
     conda:
         "../../environment.yml"
     shell:
-        "$IFL_PYTHON -m ifl.notebook {input.notebook} {output} {params.args} > {log} 2>&1"
+        "$IFL_PYTHON -m ifl.cli --config {params.cfg} notebook {input.notebook} {output} {params.args} > {log} 2>&1"
 
 
 rule summary:

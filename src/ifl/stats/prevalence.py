@@ -246,3 +246,44 @@ def design_effects(
     }
     table = res.table.assign(term=res.table["term"].map(names), language=target)
     return table[["language", "term", "estimate", "se", "ci_low", "ci_high", "p_value"]]
+
+
+DESIGN_COLUMNS = ["language", "term", "estimate", "se", "ci_low", "ci_high", "p_value", "outcome"]
+
+
+def prevalence_tables(
+    labelled: pd.DataFrame,
+    grid: Mapping[str, Mapping[str, str]],
+    *,
+    folds: int,
+    splits: int,
+    learner: str,
+    seed: int,
+) -> dict[str, pd.DataFrame]:
+    """The DSL tables of a run by file name: IFL per model x benchmark and per language, fidelity
+    per model x condition (each with the oracle's truth where the organism has it), and Table 4
+    for the query languages zh and de, over the design ``grid``'s models only (the paper
+    preset's released VLMs are not in it)."""
+    kw = {"folds": folds, "splits": splits, "learner": learner, "seed": seed}
+    oracle = "fidelity_oracle" if "fidelity_oracle" in labelled.columns else None
+    tables = {
+        "ifl.csv": ifl_by_cell(labelled, by=("model", "benchmark"), oracle=oracle, **kw),
+        "ifl_by_language.csv": ifl_by_cell(labelled, by=("language",), oracle=oracle, **kw),
+        "fidelity_by_condition.csv": mean_by_cell(
+            labelled, by=("model", "condition"), oracle=oracle, **kw
+        ),
+    }
+    in_grid = labelled[labelled["model"].isin(grid)]
+    rows = []
+    for target in ("zh", "de"):
+        if target not in set(in_grid["language"]):
+            continue
+        fid = design_effects(in_grid, grid, target, **kw).assign(outcome="ifl")
+        acc = design_effects(
+            in_grid, grid, target, outcome="accuracy_gold", surrogate="accuracy_proxy", **kw
+        )
+        rows += [fid, acc.assign(outcome="accuracy")]
+    tables["design_effects.csv"] = (
+        pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=DESIGN_COLUMNS)
+    )
+    return tables

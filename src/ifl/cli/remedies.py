@@ -1,6 +1,5 @@
-"""Subcommands of the remedies (workflow/rules/remedies.smk): mixes, training, merging,
-generation on the evaluation subset, the gold sheet, labels, tables and the modality-gap points.
-The paper preset's mixes and training are ``paper-remedy-*`` (ifl.commands.paper)."""
+"""The remedies (workflow/rules/remedies.smk; remedies-merge in paper_remedies.smk too): mixes,
+training, merging, replies, the gold sheet, labels, tables and the modality gap."""
 
 from __future__ import annotations
 
@@ -10,45 +9,35 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ifl.cli import command
+from ifl.cli.registry import REQ, Subcommands
 from ifl.runtime import from_config
 
-REQ = {"required": True}
+command = Subcommands()
 
 
-def _scenes(corpus: Path) -> list:
-    from ifl.world.scenes import Scene
-
-    data = json.loads((corpus / "scenes.json").read_text(encoding="utf-8"))
-    return [Scene.from_dict(d) for d in data]
-
-
-def _trained(cfg: dict, name: str) -> dict:
-    from ifl.remedies import variant
-
-    spec = variant(cfg, name)
-    if spec["kind"] != "trained":
-        raise ValueError(f"remedy variant {name!r} is not trained (it is {spec['kind']})")
-    return spec
+def _gold_kwargs(cfg: dict) -> dict:
+    """How the remedies' gold sample is drawn (the same in the sheet and in the labels)."""
+    return {
+        "gold_size": cfg["remedies"]["gold_size"],
+        "multipliers": cfg["gold"]["multipliers"],
+        "seed": cfg["seed"] + 60,
+    }
 
 
 @command(
     "remedies-mix", ("--corpus", REQ), ("--instructions", REQ), ("--variant", REQ), ("--out", REQ)
 )
 def _mix(a, cfg):
+    """A trained variant's stage-2 mix, and the shares it was built to have (printed)."""
+    from ifl.data.corpus import read_scenes, read_visual_items
     from ifl.data.mixes import build_mix, proportions
     from ifl.io import write_parquet
-    from ifl.remedies import remedy_languages
-    from ifl.world.items import item_from_json
+    from ifl.remedies import remedy_languages, trained_variant
 
-    spec = _trained(cfg, a.variant)
-    corpus, org = Path(a.corpus), cfg["organism"]
-    items = pd.read_parquet(corpus / "visual_items.parquet")
-    pairs = [
-        (int(s), item_from_json(i)) for s, i in zip(items["scene"], items["item"], strict=True)
-    ]
+    spec = trained_variant(cfg, a.variant)
+    org = cfg["organism"]
     mix = build_mix(
-        pd.read_parquet(a.instructions), pairs, _scenes(corpus),
+        pd.read_parquet(a.instructions), read_visual_items(a.corpus), read_scenes(a.corpus),
         text_only_share=org["text_only_share"], text_ratio=spec["text_ratio"],
         text_phase=spec["text_phase"], tasks=spec["tasks"],
         non_english_share=spec["non_english_share"], languages=remedy_languages(cfg),
@@ -61,12 +50,15 @@ def _mix(a, cfg):
 @command("remedies-train", ("--stage1", REQ), ("--corpus", REQ), ("--mix", REQ), ("--variant", REQ),
          ("--out", REQ))  # fmt: skip
 def _train(a, cfg):
+    """Stage 2 of the base on a variant's mix, from the base's stage-1 checkpoint."""
+    from ifl.data.corpus import read_images
+    from ifl.remedies import trained_variant
     from ifl.train.organism import pixel_tensor, stage2_phased
 
-    spec = _trained(cfg, a.variant)
-    corpus, org = Path(a.corpus), cfg["organism"]
+    spec = trained_variant(cfg, a.variant)
+    org = cfg["organism"]
     device = from_config(cfg)
-    pixels = pixel_tensor(np.load(corpus / "images.npy"), org["image_size"])
+    pixels = pixel_tensor(read_images(a.corpus), org["image_size"])
     stage2_phased(
         Path(a.stage1),
         pixels,
@@ -82,6 +74,7 @@ def _train(a, cfg):
 @command("remedies-merge", ("--vlm", REQ), ("--llm", REQ), ("--alpha", {"type": float, **REQ}),
          ("--out", REQ))  # fmt: skip
 def _merge(a, cfg):
+    """(1 - alpha) x the VLM's fine-tuned LLM + alpha x the original LLM, shard by shard."""
     from ifl.train.merge import merge_llm
 
     print(json.dumps(merge_llm(a.vlm, a.llm, a.alpha, a.out)))
@@ -89,6 +82,7 @@ def _merge(a, cfg):
 
 @command("remedies-generate", ("--model", REQ), ("--tasks", REQ), ("--name", REQ), ("--out", REQ))
 def _generate(a, cfg):
+    """Replies of a variant to the remedies' evaluation subset (``remedies.eval``)."""
     from ifl import generate
     from ifl.remedies import eval_tasks
 
@@ -108,24 +102,16 @@ def _generate(a, cfg):
     "remedies-base", ("--generations", {"nargs": "+", **REQ}), ("--tasks", REQ), ("--out", REQ)
 )
 def _base(a, cfg):
-    from ifl.io import write_parquet
+    """The base VLM's replies to the evaluation subset, taken from the main run's."""
+    from ifl.io import read_parquets, write_parquet
     from ifl.remedies import eval_tasks
 
-    gens = pd.concat([pd.read_parquet(p) for p in a.generations], ignore_index=True)
+    gens = read_parquets(a.generations)
     keep = set(eval_tasks(pd.read_parquet(a.tasks), cfg)["task_id"])
     base = gens[gens["task_id"].isin(keep)].assign(model="base")
     write_parquet(
         base.sort_values(["task_id", "condition"], kind="stable").reset_index(drop=True), a.out
     )
-
-
-def _gold_kwargs(cfg: dict) -> dict:
-    """How the remedies' gold sample is drawn (the same in the sheet and in the labels)."""
-    return {
-        "gold_size": cfg["remedies"]["gold_size"],
-        "multipliers": cfg["gold"]["multipliers"],
-        "seed": cfg["seed"] + 60,
-    }
 
 
 @command(
@@ -136,11 +122,12 @@ def _gold_sample(a, cfg):
     """The remedies' gold sample and its blank sheet (annotated by people: ``gold.annotator``
     sheet, as the paper preset's)."""
     from ifl.annotate import export_sheet
-    from ifl.io import write_parquet
+    from ifl.io import read_parquets, write_parquet
     from ifl.remedies import gold_sample_of
 
-    gens = pd.concat([pd.read_parquet(p) for p in a.generations], ignore_index=True)
-    sample = gold_sample_of(gens, pd.read_parquet(a.tasks), **_gold_kwargs(cfg))
+    sample = gold_sample_of(
+        read_parquets(a.generations), pd.read_parquet(a.tasks), **_gold_kwargs(cfg)
+    )
     write_parquet(sample, a.out)
     export_sheet(sample, a.sheet)
 
@@ -150,21 +137,18 @@ def _gold_sample(a, cfg):
 def _gold_annotate(a, cfg):
     """The annotated remedies sheet: the oracle's answers, or the completed sheet at
     ``remedies.gold_sheet`` validated (the job stops, naming the sheet to fill, until then)."""
-    from ifl.annotate import fill_sheet, import_sheet, to_sheet, write_sheet
-    from ifl.labels import oracle_annotator
+    from ifl.annotate import write_sheet
+    from ifl.labels import annotated_sheet
 
-    sample = pd.read_parquet(a.sample)
-    if cfg["gold"]["annotator"] == "oracle":
-        sheet = fill_sheet(to_sheet(sample), oracle_annotator(pd.read_parquet(a.tasks)))
-    else:
-        done = cfg["remedies"].get("gold_sheet")
-        if not done or not Path(done).is_file():
-            raise ValueError(
-                f"annotate {a.sheet} (appendix B's three questions, the remedies' replies) and save "
-                f"the completed sheet at {done or '<remedies.gold_sheet in the config>'}, then run "
-                "the DAG again"
-            )
-        sheet = import_sheet(done, expected_ids=sample["id"])
+    sheet = annotated_sheet(
+        pd.read_parquet(a.sample),
+        pd.read_parquet(a.tasks),
+        oracle=cfg["gold"]["annotator"] == "oracle",
+        completed=cfg["remedies"].get("gold_sheet"),
+        blank=a.sheet,
+        key="remedies.gold_sheet",
+        replies=", the remedies' replies",
+    )
     write_sheet(sheet, a.out)
 
 
@@ -176,31 +160,25 @@ def _label(a, cfg):
     """LID and judge of every remedy reply, with gold labels from ``--annotated`` (the sheet of
     remedies-gold-annotate) or, without it, from the oracle-annotated gold sample."""
     from ifl import lid
-    from ifl.annotate import import_sheet
-    from ifl.io import write_parquet
+    from ifl.annotate import read_annotated
+    from ifl.io import read_parquets, write_parquet
     from ifl.judge import make_judge
     from ifl.remedies import labelled_table
 
-    gens = pd.concat([pd.read_parquet(p) for p in a.generations], ignore_index=True)
-    path = cfg["lid"]["model"] or lid.default_lid176_path()
-    measured = lid.measure(gens, lid.LanguageIdentifier(path, kind=cfg["lid"]["kind"]))
-    sheet = None
-    if a.annotated:
-        ids = pd.read_csv(a.annotated, dtype=str, keep_default_na=False)["id"]
-        sheet = import_sheet(a.annotated, expected_ids=ids)
     df = labelled_table(
-        measured,
+        lid.measure(read_parquets(a.generations), lid.from_config(cfg)),
         pd.read_parquet(a.tasks),
         make_judge(cfg["judge"]),
         **_gold_kwargs(cfg),
         oracle=cfg["gold"]["annotator"] == "oracle",
-        sheet=sheet,
+        sheet=read_annotated(a.annotated) if a.annotated else None,
     )
     write_parquet(df, a.out)
 
 
 @command("remedies-tables", ("--labelled", REQ), ("--out", REQ))
 def _tables(a, cfg):
+    """IFL and accuracy of every variant (DSL, the naive proxy and the oracle)."""
     from ifl.io import write_csv
     from ifl.remedies import base_entry, remedy_table, variants
 
@@ -220,6 +198,7 @@ def _tables(a, cfg):
 @command("remedies-gap", ("--models", {"nargs": "+", **REQ}), ("--names", {"nargs": "+", **REQ}),
          ("--tasks", REQ), ("--out", REQ))  # fmt: skip
 def _gap(a, cfg):
+    """Mean image-token and question-token features of the variants in 2-D (the modality gap)."""
     from PIL import Image
 
     from ifl import generate

@@ -1,4 +1,4 @@
-"""Subcommands of "Inside the model" (workflow/rules/inside.smk): steering and representations."""
+"""Inside the model (workflow/rules/inside.smk): steering, CKA and the 2-D projection."""
 
 from __future__ import annotations
 
@@ -7,27 +7,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ifl.cli import command
+from ifl.cli.registry import REQ, Subcommands
 from ifl.runtime import from_config
 
-REQ = {"required": True}
-
-
-def _identifier(cfg: dict):
-    from ifl import lid
-
-    return lid.LanguageIdentifier(
-        cfg["lid"]["model"] or lid.default_lid176_path(), kind=cfg["lid"]["kind"]
-    )
+command = Subcommands()
 
 
 @command("steer-questions", ("--tasks", REQ), ("--out", REQ))
 def _steer_questions(a, cfg):
     """The LID model's language of every question (automatic attribute selection)."""
+    from ifl import lid
     from ifl.io import write_parquet
     from ifl.steering.run import question_languages
 
-    write_parquet(question_languages(pd.read_parquet(a.tasks), _identifier(cfg)), a.out)
+    write_parquet(question_languages(pd.read_parquet(a.tasks), lid.from_config(cfg)), a.out)
 
 
 @command(
@@ -36,7 +29,7 @@ def _steer_questions(a, cfg):
     ("--name", REQ),
     ("--tasks", REQ),
     ("--questions", REQ),
-    ("--study", {"choices": ["remedy", "sweep"], "required": True}),
+    ("--study", {"choices": ["remedy", "sweep"], **REQ}),
     ("--out", REQ),
 )
 def _steer(a, cfg):
@@ -68,22 +61,22 @@ def _steer(a, cfg):
 
 @command(
     "steer-measure",
-    ("--generations", {"nargs": "+", "required": True}),
+    ("--generations", {"nargs": "+", **REQ}),
     ("--baseline", REQ),
     ("--tasks", REQ),
     ("--out", REQ),
 )
 def _steer_measure(a, cfg):
     """LID, reference judge and (organism) oracle truth of the steered and unsteered replies."""
-    from ifl.io import write_parquet
+    from ifl import lid
+    from ifl.io import read_parquets, write_parquet
     from ifl.steering.measure import measure_steering
 
-    gens = pd.concat([pd.read_parquet(p) for p in a.generations], ignore_index=True)
     df = measure_steering(
-        gens,
+        read_parquets(a.generations),
         pd.read_parquet(a.baseline),
         pd.read_parquet(a.tasks),
-        _identifier(cfg),
+        lid.from_config(cfg),
         oracle=cfg["preset"] == "organism",
     )
     write_parquet(df, a.out)
@@ -106,7 +99,7 @@ def _steer_tables(a, cfg):
     "cka",
     ("--model-a", REQ),
     ("--model-b", REQ),
-    ("--names", {"nargs": 2, "required": True}),
+    ("--names", {"nargs": 2, **REQ}),
     ("--images", REQ),
     ("--out", REQ),
 )
