@@ -44,7 +44,7 @@ def prevalence_summary(ifl: pd.DataFrame) -> dict:
 
 
 def organism_summary(tables: Path, cfg: Mapping[str, Any], bench_dir: str | None) -> dict:
-    """The organism's quality figures (issue: the model organism).
+    """The organism's quality figures (summary.json's ``organism``).
 
     ``llm_text_fidelity`` lists, per backbone, the languages of its pretraining mix;
     ``lid_rate`` is the LID accuracy on rendered descriptions; ``vision_probe`` the held-out
