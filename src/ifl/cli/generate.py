@@ -8,10 +8,8 @@ from ifl.cli.registry import REQ, Subcommands
 from ifl.runtime import from_config
 
 command = Subcommands()
-
-
-@command(
-    "generate",
+#: The arguments of a generation job: model, tasks, which shard of how many, name, output.
+SHARD_ARGS = (
     ("--model", REQ),
     ("--tasks", REQ),
     ("--shard", {"type": int, **REQ}),
@@ -19,6 +17,9 @@ command = Subcommands()
     ("--name", REQ),
     ("--out", REQ),
 )
+
+
+@command("generate", *SHARD_ARGS)
 def _generate(a, cfg):
     """One shard of greedy replies of a VLM to every task in both conditions."""
     from ifl import generate

@@ -7,22 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from ifl.cli.registry import REQ, Subcommands
+from ifl.cli.generate import SHARD_ARGS
+from ifl.cli.registry import Subcommands
 from ifl.runtime import from_config
 
 command = Subcommands()
 
 
-@command(
-    "paper-generate",
-    ("--model", REQ),
-    ("--tasks", REQ),
-    ("--shard", {"type": int, **REQ}),
-    ("--shards", {"type": int, **REQ}),
-    ("--name", REQ),
-    ("--out", REQ),
-    ("--remedies-eval", {"action": "store_true"}),
-)
+@command("paper-generate", *SHARD_ARGS, ("--remedies-eval", {"action": "store_true"}))
 def _generate(a, cfg):
     """Replies of a released VLM (registry name) or a trained grid VLM or remedy variant
     (directory), in the checkpoint's own prompt format; ``--remedies-eval`` asks only the
