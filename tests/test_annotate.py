@@ -16,10 +16,12 @@ from ifl.annotate import (
     gold_weights,
     import_sheet,
     inclusion_probabilities,
+    read_annotated,
     sample_gold,
     to_sheet,
     write_sheet,
 )
+from ifl.labels import annotated_sheet
 
 
 def _frame(cells: dict[tuple[str, str], int]) -> pd.DataFrame:
@@ -350,3 +352,31 @@ def test_to_sheet_rejects_duplicate_ids() -> None:
     gold = _gold().assign(id=["a", "b", "a"])
     with pytest.raises(ValueError, match="'a'"):
         to_sheet(gold)
+
+
+def test_read_annotated_validates_a_sheet_on_its_own_ids(tmp_path) -> None:
+    path = tmp_path / "annotated.csv"
+    _write_rows(path, _answered())
+    assert read_annotated(path)["id"].tolist() == ["101", "205", "309"]
+    _write_rows(path, _answered(ids=("101", "205", "101")))
+    with pytest.raises(ValueError, match="'101'.*duplicate"):
+        read_annotated(path)
+
+
+def test_annotated_sheet_names_the_sheet_to_fill_until_it_is_completed(tmp_path) -> None:
+    sample = to_sheet(_gold())
+    kw = {"oracle": False, "blank": "gold/sheet.csv", "key": "gold.sheet"}
+    with pytest.raises(
+        ValueError, match=r"annotate gold/sheet.csv .*at <gold.sheet in the config>"
+    ):
+        annotated_sheet(sample, pd.DataFrame(), completed=None, **kw)
+    done = tmp_path / "done.csv"
+    with pytest.raises(
+        ValueError, match=f"three questions, the remedies' replies.*at {done}, then"
+    ):
+        annotated_sheet(
+            sample, pd.DataFrame(), completed=str(done), replies=", the remedies' replies", **kw
+        )
+    _write_rows(done, _answered())
+    sheet = annotated_sheet(sample, pd.DataFrame(), completed=str(done), **kw)
+    assert sheet["answer_language"].tolist() == ["german"] * 3

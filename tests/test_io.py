@@ -32,3 +32,14 @@ def test_atomic_dir_replaces_whole_directory(tmp_path):
         (tmp / "c").write_text("3")
     assert sorted(p.name for p in target.iterdir()) == ["c"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_read_parquets_stacks_shards_in_order(tmp_path):
+    import pandas as pd
+
+    from ifl.io import read_parquets, write_parquet
+
+    for i in range(3):
+        write_parquet(pd.DataFrame({"shard": [i, i]}), tmp_path / f"s{i}.parquet")
+    df = read_parquets([tmp_path / f"s{i}.parquet" for i in (2, 0, 1)])
+    assert df["shard"].tolist() == [2, 2, 0, 0, 1, 1] and df.index.tolist() == list(range(6))
