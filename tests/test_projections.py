@@ -66,6 +66,19 @@ def test_umap_accepts_overrides_and_small_inputs() -> None:
     assert emb.shape == (12, 2) and np.isfinite(emb).all()
 
 
+def test_umap_repeated_rows_are_deterministic_and_share_coordinates() -> None:
+    # Token embeddings repeat (the same word in many questions); ties in the neighbour search
+    # once made every call give a different layout.
+    X, _ = _two_clusters(n=60)
+    rows = np.random.default_rng(0).integers(0, 60, 400)
+    a, b = embed_2d(X[rows], "umap"), embed_2d(X[rows], "umap")
+    np.testing.assert_array_equal(a, b)
+    first = {r: i for i, r in reversed(list(enumerate(rows)))}
+    np.testing.assert_array_equal(a, a[[first[r] for r in rows]])
+    with pytest.raises(ValueError, match="at least 4 distinct rows, got 2"):
+        embed_2d(X[[0, 1, 0, 1, 0]], "umap")
+
+
 def test_embed_rejects_bad_input() -> None:
     X, _ = _two_clusters(n=20)
     with pytest.raises(ValueError, match="method must be one of.*'pca'"):

@@ -55,13 +55,20 @@ def embed_2d(X: Any, method: str = "umap", *, seed: int = 0, **kwargs: Any) -> n
 
     import umap  # slow import (numba); only paid when UMAP is asked for
 
+    # Repeated rows (the same token's input embedding, say) tie in the neighbour search, and
+    # umap-learn breaks those ties differently from one call to the next: embed each distinct
+    # row once and give its copies its coordinates.
+    distinct, copies = np.unique(X, axis=0, return_inverse=True)
+    if len(distinct) < 4:
+        raise ValueError(f"X needs at least 4 distinct rows, got {len(distinct)}")
     params = {"n_neighbors": 15, "min_dist": 0.1, "n_jobs": 1} | kwargs
-    params["n_neighbors"] = min(int(params["n_neighbors"]), n - 1)
+    params["n_neighbors"] = min(int(params["n_neighbors"]), len(distinct) - 1)
     model = umap.UMAP(n_components=2, random_state=seed, **params)
     with warnings.catch_warnings():
         # Small inputs make umap-learn warn about spectral init or graph size; not actionable.
         warnings.filterwarnings("ignore", category=UserWarning, module="umap")
-        return np.asarray(model.fit_transform(X), dtype=np.float64)
+        xy = np.asarray(model.fit_transform(distinct), dtype=np.float64)
+    return xy[copies.reshape(-1)]
 
 
 def modality_gap(image_feats: Any, text_feats: Any) -> float:
