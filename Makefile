@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG ?= config.yaml
 CORES ?= all
+# The run's name (results/<run>/, book/_build/<run>/): from $(CONFIG), else from config.yaml.
+RUN_NAME = $(shell sed -n 's/^run_name:[[:space:]]*\([^[:space:]#]*\).*/\1/p' $(CONFIG) config.yaml | head -n 1)
 export HF_HUB_OFFLINE ?= 1
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
@@ -27,11 +29,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install the project (once)
 
-book: $(STAMP) ## run the DAG on $(CONFIG) and build book/_build/html
+book: $(STAMP) ## run the DAG on $(CONFIG) and build its book in book/_build/<run>/html
 	@# A run killed with SIGKILL leaves Snakemake's lock behind: drop it when no snakemake runs.
 	@pgrep -f '[s]nakemake --cores' >/dev/null || $(VENV)/bin/snakemake --unlock --cores 1 --configfile $(CONFIG) -q >/dev/null 2>&1 || true
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG) --rerun-incomplete
-	@echo "book: $(abspath book/_build/html/index.html)"
+	@echo "book: $(abspath book/_build/$(RUN_NAME)/html/index.html)"
 
 test: $(STAMP) ## run the test suite (unit tests, lint, config checks, a smoke run of the DAG)
 	$(PY) -m pytest -q

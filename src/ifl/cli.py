@@ -508,13 +508,6 @@ def _summary(a, cfg):
     write_json(summary, a.out)
 
 
-@command("rulegraph", ("--dot", {"required": True}), ("--out", {"required": True}))
-def _rulegraph(a, cfg):
-    from ifl.dag import draw, parse_rulegraph
-
-    draw(parse_rulegraph(Path(a.dot).read_text(encoding="utf-8")), a.out)
-
-
 @command(
     "book",
     ("--src", {"required": True}),
