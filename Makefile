@@ -10,7 +10,7 @@ RUN_NAME = $(shell sed -n 's/^run_name:[[:space:]]*\([^[:space:]#]*\).*/\1/p' $(
 export HF_HUB_OFFLINE ?= 1
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help install book test lint smoke bench clean
+.PHONY: help install browser book test lint smoke bench clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -35,7 +35,14 @@ book: $(STAMP) ## run the DAG on $(CONFIG) and build its book in book/_build/<ru
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG) --rerun-incomplete
 	@echo "book: $(abspath book/_build/$(RUN_NAME)/html/index.html)"
 
-test: $(STAMP) ## run the test suite (unit tests, lint, config checks, a smoke run of the DAG)
+browser: ## Debian's chromium and chromium-driver, for the test that reads the book in a browser
+	@# Once: apt as root. Without root the browser test is skipped (outside CI).
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  if [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
+	  else echo "chromium and chromedriver are missing; install them (Debian: chromium chromium-driver)"; fi
+
+test: $(STAMP) browser ## run the test suite (unit tests, lint, config checks, a smoke run of the DAG and its book in Chromium)
 	$(PY) -m pytest -q
 
 lint: $(STAMP) ## ruff and snakemake --lint

@@ -103,7 +103,9 @@ def draw_by_stage(graph: nx.DiGraph, stages: dict[str, str], per_row: int = 5):
     ax.axis("off")
     for k, (stage, top, bottom) in enumerate(bands):
         ax.axhspan(bottom, top, color="#f3f6fb" if k % 2 == 0 else "#ffffff", zorder=0)
-        ax.text(0.1, (top + bottom) / 2, stage, fontsize=11, weight="bold", va="center", color="#34495e")
+        ax.text(
+            0.1, (top + bottom) / 2, stage, fontsize=11, weight="bold", va="center", color="#34495e"
+        )
     for a, b in graph.edges:
         (xa, ya), (xb, yb) = pos[a], pos[b]
         bend = 0.25 if ya == yb else 0.08

@@ -126,20 +126,28 @@ def ifl_finding(summary: Mapping[str, Any], paper_fig1: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def design_finding(design: pd.DataFrame | None, paper_t4: pd.DataFrame) -> str:
-    """The signs of Table 4's design effects on fidelity under the image, against the paper's."""
-    if design is None or design.empty:
-        return ""
+def design_comparison(design: pd.DataFrame, paper_t4: pd.DataFrame) -> pd.DataFrame:
+    """Table 4's effects on fidelity under the image, this run's beside the paper's, with the
+    comparison of their signs (``verdict``): one row per language and design choice."""
     ours = design[(design["outcome"] == "ifl") & design["term"].isin(paper_t4["term"])].assign(
         language=lambda d: d["language"].map(LANGUAGE_NAMES)
     )
     both = ours.merge(paper_t4, on=["language", "term"])
+    return both.assign(
+        verdict=[
+            sign_verdict(_sign(r.ci_low, r.ci_high), int(np.sign(r.ifl_effect)))
+            for r in both.itertuples()
+        ]
+    )
+
+
+def design_finding(design: pd.DataFrame | None, paper_t4: pd.DataFrame) -> str:
+    """The signs of Table 4's design effects on fidelity under the image, against the paper's."""
+    if design is None or design.empty:
+        return ""
+    both = design_comparison(design, paper_t4)
     if both.empty:
         return ""
-    both["verdict"] = [
-        sign_verdict(_sign(r.ci_low, r.ci_high), int(np.sign(r.ifl_effect)))
-        for r in both.itertuples()
-    ]
     counts = both["verdict"].value_counts()
     agree = int(counts.get("agrees in sign", 0))
     disagree = int(counts.get("disagrees in sign", 0))

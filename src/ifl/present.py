@@ -63,26 +63,23 @@ class Captions:
         self.figures = 0
         self.tables = 0
 
-    def _show(self, kind: str, n: int, text: str) -> str:
+    def _show(self, kind: str, n: int, text: str) -> None:
         from IPython.display import Markdown, display
 
-        label = f"{kind} {self.chapter}.{n}"
-        display(Markdown(f"**{label}.** {text}"))
-        return label
+        display(Markdown(f"**{kind} {self.chapter}.{n}.** {text}"))
 
-    def figure(self, text: str) -> str:
-        """Show the current matplotlib figure, then its numbered caption; returns the label."""
+    def figure(self, text: str) -> None:
+        """Show the current matplotlib figure, then its numbered caption."""
         import matplotlib.pyplot as plt
 
         plt.show()
         self.figures += 1
-        return self._show("Figure", self.figures, text)
+        self._show("Figure", self.figures, text)
 
-    def table(self, table: Any, text: str) -> str:
+    def table(self, table: Any, text: str) -> None:
         """Show the numbered caption, then ``table`` (a DataFrame or anything displayable)."""
         from IPython.display import display
 
         self.tables += 1
-        label = self._show("Table", self.tables, text)
+        self._show("Table", self.tables, text)
         display(table)
-        return label
