@@ -48,12 +48,12 @@ SCRIPTS = {
     "Noto Sans Arabic": "[\\u0600-\\u06ff]",
 }
 
-# Marks the innermost elements holding text of each script (data-ifl-script) and reports
+# Marks the innermost elements holding text of each script (class ifl-probe-<k>) and reports
 # images, math and the first output figure of the page.
 _PROBE = """
 const scripts = arguments[0];
 const found = {};
-for (const [family, pattern] of Object.entries(scripts)) {
+for (const [k, [family, pattern]] of Object.entries(Object.entries(scripts))) {
   const re = new RegExp(pattern);
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   let n = 0;
@@ -61,7 +61,7 @@ for (const [family, pattern] of Object.entries(scripts)) {
     const el = walker.currentNode.parentElement;
     if (!el || !re.test(walker.currentNode.nodeValue) || el.closest('script,style,title')) continue;
     if (el.offsetParent === null && getComputedStyle(el).position !== 'fixed') continue;  // hidden
-    el.setAttribute('data-ifl-script', family);
+    el.classList.add('ifl-probe-' + k);  // an element may hold several scripts
     n += 1;
   }
   found[family] = n;
@@ -118,7 +118,13 @@ def driver():
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='ifl-chromium-')}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    drv = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    # The viewport itself, not the window around it, is WINDOW: what a screenshot shows.
+    drv.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": WINDOW[0], "height": WINDOW[1], "deviceScaleFactor": 1, "mobile": False},
+    )
+    return drv
 
 
 def check_page(drv, html: Path, root: Path, shots: Path) -> PageReport:
@@ -144,9 +150,9 @@ def check_page(drv, html: Path, root: Path, shots: Path) -> PageReport:
     drv.execute_cdp_cmd("DOM.enable", {})
     drv.execute_cdp_cmd("CSS.enable", {})
     doc = drv.execute_cdp_cmd("DOM.getDocument", {"depth": 0})["root"]["nodeId"]
-    for family in SCRIPTS:
+    for k, family in enumerate(SCRIPTS):
         nodes = drv.execute_cdp_cmd(
-            "DOM.querySelectorAll", {"nodeId": doc, "selector": f'[data-ifl-script="{family}"]'}
+            "DOM.querySelectorAll", {"nodeId": doc, "selector": f".ifl-probe-{k}"}
         )["nodeIds"]
         report.scripts[family] = len(nodes)
         for node in nodes:

@@ -28,8 +28,8 @@ def test_summary_markdown_renders_nested_figures():
     )
     assert "- **run_name**: x" in md
     assert "| | image | text |" in md and "| m1 | 0.500 | 0.750 |" in md
-    assert "#### ifl" in md and "| m1 | -0.100 [-0.200, +0.050] |" in md
-    assert "#### lid_rate" in md and "- **minutes_total**: 12.500" in md
+    assert "## prevalence" in md and "### ifl" in md and "| m1 | -0.100 [-0.200, +0.050] |" in md
+    assert "### lid_rate" in md and "- **minutes_total**: 12.500" in md
 
 
 def test_rulegraph_parse_and_draw_by_stage():

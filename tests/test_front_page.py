@@ -81,7 +81,7 @@ def tables(tmp_path):
 def test_sign_verdict():
     assert sign_verdict(1, 1) == "agrees in sign"
     assert sign_verdict(-1, 1) == "disagrees in sign"
-    assert sign_verdict(0, -1).startswith("not resolved")
+    assert sign_verdict(0, -1) == "not resolved"
 
 
 def test_findings_state_the_numbers_and_the_comparisons(tables):
@@ -102,7 +102,8 @@ def test_findings_state_the_numbers_and_the_comparisons(tables):
     # steering gain beside the paper's Table 5
     assert "by +0.12 on 1 model of this run, relative increase 0.40" in md
     assert "gain +0.055 to +0.170" in md and "**agrees in sign** with the paper.\n" in md
-    assert "answer correctly 0.50 to 0.80 of the time" in md
+    assert "the accuracy of the 2 VLMs is 0.50 to 0.80 (mean 0.65" in md
+    assert "the share of replies in the query language is 0.80 to 0.90 (mean 0.85" in md
 
 
 def test_a_changed_number_changes_the_sentence(tables):
@@ -136,7 +137,7 @@ def test_findings_leave_out_what_a_run_lacks(tmp_path):
 
 def _notebook(injected: bool) -> dict:
     cells = [
-        {"cell_type": "markdown", "metadata": {}, "source": "# T สีแดง"},
+        {"cell_type": "markdown", "metadata": {}, "source": "# T"},
         {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "x = 1"},
         {"cell_type": "code", "metadata": {"tags": ["remove-input"]}, "source": "import os"},
         {"cell_type": "code", "metadata": {}, "source": "plot()"},
@@ -180,7 +181,9 @@ def test_stage_fills_front_page_appendix_and_fonts(tables, tmp_path):
     assert "| m-de | 0.600 | 0.800 |" in appendix
     staged_nb = json.loads((out / "notebooks" / "01_fidelity.ipynb").read_text(encoding="utf-8"))
     assert "hide-input" in staged_nb["cells"][4]["metadata"]["tags"]
-    # The notebook holds Thai: the book gets a Thai web font and none for absent scripts.
+    # The front page names the 14 languages in their scripts: the book gets every script's font.
     css = (out / "_static" / "ifl-fonts.css").read_text(encoding="utf-8")
-    assert '"ifl Noto Sans Thai"' in css and "Hebrew" not in css
-    assert (out / "_static" / "fonts" / "ifl-thai.woff").is_file()
+    for script, family in (("hani", "SC"), ("deva", "Devanagari"), ("beng", "Bengali"),
+                           ("thai", "Thai"), ("hebr", "Hebrew"), ("arab", "Arabic")):  # fmt: skip
+        assert f'"ifl Noto Sans {family}"' in css
+        assert (out / "_static" / "fonts" / f"ifl-{script}.woff").is_file()

@@ -18,6 +18,7 @@ without the missing chapters, so that Sphinx warns about nothing and no part is 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -88,15 +89,15 @@ def _table(title: str, figures: Mapping[str, Any], level: int) -> str:
 
 
 def summary_markdown(summary: Mapping[str, Any]) -> str:
-    """Markdown for the front page: the figures of every chapter of summary.json.
+    """Markdown for the appendix page: the figures of every chapter of summary.json.
 
-    Each chapter becomes a section; nested mappings become tables (outer keys as rows, inner
+    Each chapter becomes a section (level 2, under the page's title); nested mappings become tables (outer keys as rows, inner
     keys as columns), estimates with intervals print as ``estimate [low, high]``.
     """
     parts = []
     for chapter, figures in summary.items():
         if isinstance(figures, Mapping):
-            parts.append(_table(chapter, figures, 3))
+            parts.append(_table(chapter, figures, 2))
         else:
             parts.append(f"- **{chapter}**: {_fmt(figures)}")
     return "\n\n".join(parts) + "\n"
@@ -198,6 +199,27 @@ def stage(src: Path, run_dir: Path, notebooks: Sequence[Path], out: Path) -> Non
     write_web_fonts(out / "_static", characters(pages))
 
 
+_INLINE_SCRIPT = re.compile(r"^\s*<script>.*</script>\s*$")
+
+
+def drop_repeated_inline_scripts(html_dir: Path) -> None:
+    """Remove the second copy of an inline ``<script>`` line from every page.
+
+    Jupyter Book 1 emits sphinx-thebe's configuration twice, and its second
+    ``const THEBE_JS_URL`` is a JavaScript error ("has already been declared") on every page.
+    """
+    for page in Path(html_dir).rglob("*.html"):
+        lines, seen, kept = page.read_text(encoding="utf-8").splitlines(keepends=True), set(), []
+        for line in lines:
+            if _INLINE_SCRIPT.match(line):
+                if line.strip() in seen:
+                    continue
+                seen.add(line.strip())
+            kept.append(line)
+        if len(kept) != len(lines):
+            page.write_text("".join(kept), encoding="utf-8")
+
+
 def build(src: Path, run_dir: Path, notebooks: Sequence[Path], out: Path) -> Path:
     """Stage and build the book; on success ``out/html`` holds it (out is book/_build/<run>)."""
     staged = run_dir / "book-src"
@@ -216,6 +238,7 @@ def build(src: Path, run_dir: Path, notebooks: Sequence[Path], out: Path) -> Pat
         ],
         check=True,
     )
+    drop_repeated_inline_scripts(work / "_build" / "html")
     with atomic_dir(out / "html") as tmp:
         shutil.rmtree(tmp)
         shutil.copytree(work / "_build" / "html", tmp)

@@ -122,9 +122,13 @@ def use_in_matplotlib() -> list[str]:
     takes about half a minute for the Chinese font). Returns the family list now in
     ``rcParams["font.family"]``.
     """
+    import logging
+
     import matplotlib as mpl
     from matplotlib import font_manager
 
+    # A family of the list without a bold face is expected: do not warn on every bold label.
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
     cache = Path(mpl.get_cachedir()) / "ifl-fonts"
     for font in SCRIPT_FONTS:
         font_manager.fontManager.addfont(str(regular_instance(font, cache)))

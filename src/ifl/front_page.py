@@ -24,10 +24,18 @@ def _sign(low: float, high: float) -> int:
 
 
 def sign_verdict(ours: int, paper: int) -> str:
-    """Compare a resolved sign of this run (+1, -1, or 0 when its CI covers 0) with the paper's."""
+    """Compare a resolved sign of this run (+1, -1, or 0 when its CI covers 0) with the paper's:
+    ``agrees in sign``, ``disagrees in sign`` or ``not resolved``."""
     if ours == 0:
-        return "not resolved (the CI covers 0)"
+        return "not resolved"
     return "agrees in sign" if ours == paper else "disagrees in sign"
+
+
+def _this_run(verdict: str) -> str:
+    """The verdict as the end of a sentence that starts "This run"."""
+    if verdict == "not resolved":
+        return "**does not resolve the sign** (no 95% CI excludes zero), so it neither agrees nor disagrees with the paper"
+    return f"**{verdict}** with the paper"
 
 
 def _range(values: pd.Series, fmt: str = "{:+.2f}") -> str:
@@ -74,8 +82,8 @@ def fidelity_finding(summary: Mapping[str, Any], fidelity: pd.DataFrame | None) 
     )
     return (
         "**Do the models answer in the query language?** With the text description in place of "
-        f"the image, the models reply in the language of the query {_range(fid['text'], '{:.2f}')} "
-        f"of the time (mean {fid['text'].mean():.2f} over models); with the image, "
+        f"the image, the share of replies in the query language is {_range(fid['text'], '{:.2f}')} "
+        f"(mean {fid['text'].mean():.2f} over models); with the image, "
         f"{_range(fid['image'], '{:.2f}')} (mean {fid['image'].mean():.2f}). Fidelity per model "
         f"and condition, {over}, as the LID model labels the replies (appendix table "
         "*fidelity*). The paper's Figure 3 shows the same comparison as a plot without quoted "
@@ -108,7 +116,7 @@ def ifl_finding(summary: Mapping[str, Any], paper_fig1: pd.DataFrame) -> str:
         f"cover zero. The paper quotes {_count(len(quoted), 'value')} from its Figure 1, "
         f"{_range(paper)} for its released LLaVAs (converted from percentage points), "
         f"and calls {_count(not_sig, 'cell')} not significant: the image {direction} fidelity. "
-        f"This run **{verdict}** with the paper"
+        f"This run {_this_run(verdict)}"
         + (
             f" (cells below zero {'outnumber' if below > above else 'are outnumbered by'} "
             "those above)."
@@ -202,7 +210,7 @@ def steering_finding(
         f"{rel_text}.{ci_text} The paper's four released LLaVAs gain "
         f"{_range(paper_t5['diff'], '{:+.3f}')} (relative increase "
         f"{_range(paper_t5['relative_increase'], '{:.2f}')}). This run "
-        f"**{sign_verdict(ours, paper_sign)}** with the paper.\n"
+        f"{_this_run(sign_verdict(ours, paper_sign))}.\n"
     )
 
 
@@ -240,8 +248,8 @@ def remedies_finding(remedies: pd.DataFrame | None, paper_lrm: pd.DataFrame) -> 
             "LRM-LLaVA (Li et al. 2025, Table 3) reports that its task instructions raise the "
             f"non-English MMBench average from {float(lrm_none.iloc[0]):.1f} to "
             f"{float(lrm_all.iloc[0]):.1f}; here {t['variant']} changes image-reply accuracy from "
-            f"{t['accuracy_base']:.2f} to {t['accuracy']:.2f}, which "
-            f"**{sign_verdict(acc, 1 if paper_up else -1)}** with it."
+            f"{t['accuracy_base']:.2f} to {t['accuracy']:.2f}: this run "
+            f"{_this_run(sign_verdict(acc, 1 if paper_up else -1))}."
         )
     lines += [
         "",
@@ -264,7 +272,7 @@ def organism_finding(summary: Mapping[str, Any]) -> str:
         return ""
     return (
         "**Do the organism's models see?** On English short-answer questions with the image, "
-        f"the {_count(len(acc), 'VLM')} answer correctly {_range(acc, '{:.2f}')} of the time "
+        f"the accuracy of the {_count(len(acc), 'VLM')} is {_range(acc, '{:.2f}')} "
         f"(mean {acc.mean():.2f}; chance is about 1/6 for a colour, 1/4 for a count, 1/2 for "
         "yes/no). The chapter on the model organism shows how far it is a fair stand-in.\n"
     )
