@@ -122,6 +122,13 @@ def test_a_changed_number_changes_the_sentence(tables):
         "those above)" in after
     )
     assert "by -0.07 on 1 model" in after
+    unresolved = copy.deepcopy(SUMMARY)
+    for model in ("m-en", "m-de"):
+        for bench in ("MaXM", "VisIT"):
+            unresolved["prevalence"]["ifl"][model][bench] = _ci(-0.01)
+    md = findings_markdown(unresolved, tables, PAPER)
+    assert "0 have a 95% CI below zero, 0 above zero and 4 cover zero" in md
+    assert "This run **does not resolve the sign** (no 95% CI excludes zero)" in md
 
 
 def test_findings_leave_out_what_a_run_lacks(tmp_path):

@@ -63,20 +63,20 @@ def rule_stages(rules_dir: str | Path) -> dict[str, str]:
     return out
 
 
-def draw_by_stage(graph: nx.DiGraph, stages: dict[str, str], per_row: int = 5):
+def draw_by_stage(graph: nx.DiGraph, stages: dict[str, str], per_row: int = 4):
     """The rule graph as bands, one per stage from data (top) to book (bottom), each rule a box
     named in a legible font at page width; arrows run from a rule to the rules that read its
     outputs. Rules of a stage wrap onto several lines of ``per_row`` boxes.
 
-    Returns the matplotlib figure (10 inches wide: shown at page width, 9-point names stay
-    legible). Raises ValueError for a rule without a stage.
+    Returns the matplotlib figure (7.5 inches wide, about a book page: shown at page width,
+    its 9-point names stay legible). Raises ValueError for a rule without a stage.
     """
     from matplotlib.patches import FancyArrowPatch
 
     missing = sorted(set(graph) - set(stages))
     if missing:
         raise ValueError(f"rules without a stage: {missing}")
-    width, line_h, gap = 10.0, 0.55, 0.35
+    width, left, line_h, gap = 7.5, 0.9, 0.5, 0.3
     pos, bands, y = {}, [], 0.0
     for stage in STAGES:
         sub = graph.subgraph(n for n in graph if stages[n] == stage)
@@ -89,7 +89,7 @@ def draw_by_stage(graph: nx.DiGraph, stages: dict[str, str], per_row: int = 5):
         top = y
         for line in lines:
             for col, name in enumerate(line):
-                pos[name] = (1.6 + (col + 0.5) * (width - 1.6) / per_row, y)
+                pos[name] = (left + (col + 0.5) * (width - left) / per_row, y)
             y -= line_h
         bands.append((stage, top + line_h / 2, y + line_h / 2))
         y -= gap
@@ -101,7 +101,13 @@ def draw_by_stage(graph: nx.DiGraph, stages: dict[str, str], per_row: int = 5):
     for k, (stage, top, bottom) in enumerate(bands):
         ax.axhspan(bottom, top, color="#f3f6fb" if k % 2 == 0 else "#ffffff", zorder=0)
         ax.text(
-            0.1, (top + bottom) / 2, stage, fontsize=11, weight="bold", va="center", color="#34495e"
+            0.05,
+            (top + bottom) / 2,
+            stage,
+            fontsize=11,
+            weight="bold",
+            va="center",
+            color="#34495e",
         )
     for a, b in graph.edges:
         (xa, ya), (xb, yb) = pos[a], pos[b]
