@@ -34,7 +34,10 @@ def sign_verdict(ours: int, paper: int) -> str:
 def _this_run(verdict: str) -> str:
     """The verdict as the end of a sentence that starts "This run"."""
     if verdict == "not resolved":
-        return "**does not resolve the sign** (no 95% CI excludes zero), so it neither agrees nor disagrees with the paper"
+        return (
+            "**does not resolve the sign** (no 95% CI excludes zero), so it neither agrees nor "
+            "disagrees with the paper"
+        )
     return f"**{verdict}** with the paper"
 
 
@@ -55,7 +58,7 @@ def _cells(summary: Mapping[str, Any], key: str = "ifl") -> pd.DataFrame:
 
 
 def scope(fidelity: pd.DataFrame | None, summary: Mapping[str, Any]) -> str:
-    """What the figures average over: models, query languages, benchmarks, tasks per cell."""
+    """What the figures average over: models, query languages, benchmarks, queries per model."""
     models = sorted(summary.get("fidelity", {}))
     if fidelity is None or fidelity.empty:
         return f"{_count(len(models), 'model')}"
@@ -207,7 +210,7 @@ def steering_finding(
         "**Steering (Table 5).** Adding the query language's steering vector to the residual "
         "stream while the reply is generated changes IFL (non-English queries, LID proxy, the "
         f"run's primary variant) by {_range(diff)} on {_count(len(diff), 'model')} of this run"
-        f"{rel_text}.{ci_text} The paper's four released LLaVAs gain "
+        f"{rel_text}.{ci_text} The paper's {len(paper_t5)} released LLaVAs gain "
         f"{_range(paper_t5['diff'], '{:+.3f}')} (relative increase "
         f"{_range(paper_t5['relative_increase'], '{:.2f}')}). This run "
         f"{_this_run(sign_verdict(ours, paper_sign))}.\n"
@@ -238,7 +241,7 @@ def remedies_finding(remedies: pd.DataFrame | None, paper_lrm: pd.DataFrame) -> 
         f"{base} trained with the same recipe; its IFL on non-English queries ({method}) is "
         f"compared with the base's ({best['ifl_base']:+.2f}). Of {_count(len(found), 'variant')}, "
         f"{len(less)} reduce IFL and {len(more)} increase it (95% CI of the difference excludes "
-        f"zero); the largest IFL is {best['variant']}'s ({best['ifl']:+.2f}).",
+        f"zero); the least fidelity loss is {best['variant']}'s ({best['ifl']:+.2f}).",
     ]
     if len(tasks) and len(lrm_all) and len(lrm_none):
         t = tasks.iloc[0]
