@@ -36,7 +36,7 @@ rule book:
     params:
         **params_of(),
         run=lambda w, input: os.path.dirname(input.summary),
-        out=BOOK_DIR,
+        out=lambda w, output: os.path.dirname(os.path.dirname(output[0])),  # book/_build/<run>
     log:
         f"{LOGS}/book.log",
     conda:

@@ -21,8 +21,7 @@ config.update(_validated)
 RUN = f"results/{config['run_name']}"
 LOGS = f"logs/{config['run_name']}"
 BENCH = f"{RUN}/benchmarks"
-BOOK_DIR = f"book/_build/{config['run_name']}"  # one book per run
-BOOK_INDEX = f"{BOOK_DIR}/html/index.html"
+BOOK_INDEX = f"book/_build/{config['run_name']}/html/index.html"  # one book per run
 # The resolved config every job reads; rewritten only when its content changes.
 CFG = f"{RUN}/config.yaml"
 _text = yaml.safe_dump(config, sort_keys=True, allow_unicode=True)
