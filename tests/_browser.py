@@ -52,8 +52,7 @@ SCRIPTS = {
 # images, math and the first output figure of the page.
 _PROBE = """
 const scripts = arguments[0];
-const found = {};
-for (const [k, [family, pattern]] of Object.entries(Object.entries(scripts))) {
+for (const [k, [family, pattern]] of scripts.entries()) {  // [family, pattern] pairs, in order
   const re = new RegExp(pattern);
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   let n = 0;
@@ -64,7 +63,6 @@ for (const [k, [family, pattern]] of Object.entries(Object.entries(scripts))) {
     el.classList.add('ifl-probe-' + k);  // an element may hold several scripts
     n += 1;
   }
-  found[family] = n;
 }
 const broken = [...document.images].filter(i => !(i.complete && i.naturalWidth > 0))
   .map(i => i.getAttribute('src'));
@@ -73,7 +71,7 @@ const raw = [...document.querySelectorAll('.math')]
   .map(m => m.textContent.slice(0, 60));
 const fig = document.querySelector('.cell_output img, .output img, img.ifl-figure');
 const top = fig ? fig.getBoundingClientRect().top + window.scrollY : null;
-return {found: found, broken: broken, raw: raw, first_figure_top: top};
+return {broken: broken, raw: raw, first_figure_top: top};
 """
 
 
@@ -95,7 +93,7 @@ def internal_links(html: Path, root: Path) -> list[str]:
         url = urlparse(href)
         if url.scheme or href.startswith(("//", "mailto:")):
             continue
-        target = (html.parent / unquote(url.path)).resolve() if url.path else html
+        target = (html.parent / unquote(url.path)).resolve() if url.path else html.resolve()
         if target.is_dir():
             target = target / "index.html"
         if not target.is_file() or root.resolve() not in target.parents:
@@ -139,7 +137,7 @@ def check_page(drv, html: Path, root: Path, shots: Path) -> PageReport:
         " ? MathJax.startup.promise.then(() => document.fonts.ready).then(() => done(true))"
         " : document.fonts.ready.then(() => done(true))) : setTimeout(wait, 50); wait();"
     )
-    probe = drv.execute_script(_PROBE, SCRIPTS)
+    probe = drv.execute_script(_PROBE, list(SCRIPTS.items()))  # a list keeps the order
     report.first_figure_top = probe["first_figure_top"]
     report.problems += [f"missing image {src}" for src in probe["broken"]]
     report.problems += [f"raw TeX {t!r}" for t in probe["raw"]]
