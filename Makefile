@@ -8,10 +8,12 @@ PIP_VERSION := 26.3
 PIP_TOOLS_VERSION := 7.7.0
 CONFIG ?= config.yaml
 CORES ?= all
+# The run's name (results/<run>/, book/_build/<run>/): from $(CONFIG), else from config.yaml.
+RUN_NAME = $(shell sed -n 's/^run_name:[[:space:]]*\([^[:space:]#]*\).*/\1/p' $(CONFIG) config.yaml | head -n 1)
 export HF_HUB_OFFLINE ?= 1
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help install lock book test lint smoke bench clean
+.PHONY: help install lock browser book test lint smoke bench clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -43,13 +45,20 @@ lock: ## update $(LOCK) to pyproject.toml (UPGRADE=1: every pin to the newest re
 	sed -i -E 's/^(torch==[^+]+)\+cpu$$/\1/' $(LOCK)
 	@! grep -iE '^(nvidia|triton|cuda)' $(LOCK) || { echo "$(LOCK) pulls a CUDA build" >&2; exit 1; }
 
-book: $(STAMP) ## run the DAG on $(CONFIG) and build book/_build/html
+book: $(STAMP) ## run the DAG on $(CONFIG) and build its book in book/_build/<run>/html
 	@# A run killed with SIGKILL leaves Snakemake's lock behind: drop it when no snakemake runs.
 	@pgrep -f '[s]nakemake --cores' >/dev/null || $(VENV)/bin/snakemake --unlock --cores 1 --configfile $(CONFIG) -q >/dev/null 2>&1 || true
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile $(CONFIG) --rerun-incomplete
-	@echo "book: $(abspath book/_build/html/index.html)"
+	@echo "book: $(abspath book/_build/$(RUN_NAME)/html/index.html)"
 
-test: $(STAMP) ## run the test suite (unit tests, lint, config checks, a smoke run of the DAG)
+browser: ## Debian's chromium and chromium-driver, for the test that reads the book in a browser
+	@# Once: apt as root. Without root the browser test is skipped (outside CI).
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  if [ "$$(id -u)" = 0 ]; then export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
+	  else echo "chromium and chromedriver are missing; install them (Debian: chromium chromium-driver)"; fi
+
+test: $(STAMP) browser ## run the test suite (unit tests, lint, config checks, a smoke run of the DAG and its book in Chromium)
 	$(PY) -m pytest -q
 
 lint: $(STAMP) ## ruff and snakemake --lint

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ifl.book import prune_toc, summary_markdown
-from ifl.dag import draw, parse_rulegraph
+from ifl.dag import STAGES, draw_by_stage, parse_rulegraph, rule_stages
 
 DOT = """digraph snakemake_dag {
     0[label = "all", color = "0.1 0.6 0.85", style="rounded"];
@@ -28,15 +28,31 @@ def test_summary_markdown_renders_nested_figures():
     )
     assert "- **run_name**: x" in md
     assert "| | image | text |" in md and "| m1 | 0.500 | 0.750 |" in md
-    assert "#### ifl" in md and "| m1 | -0.100 [-0.200, +0.050] |" in md
-    assert "#### lid_rate" in md and "- **minutes_total**: 12.500" in md
+    assert "## prevalence" in md and "### ifl" in md and "| m1 | -0.100 [-0.200, +0.050] |" in md
+    assert "### lid_rate" in md and "- **minutes_total**: 12.500" in md
 
 
-def test_rulegraph_parse_and_draw(tmp_path):
+def test_rulegraph_parse_and_draw_by_stage():
     g = parse_rulegraph(DOT)
     assert set(g.edges) == {("book", "all"), ("tasks", "book")}
-    draw(g, tmp_path / "g.png")
-    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+    fig = draw_by_stage(g, {"all": "book", "book": "book", "tasks": "data"})
+    labels = {t.get_text() for t in fig.axes[0].texts}
+    assert {"all", "book", "tasks", "data"} <= labels and "train" not in labels  # empty stage
+    with pytest.raises(ValueError, match=r"rules without a stage: \['tasks'\]"):
+        draw_by_stage(g, {"all": "book", "book": "book"})
+
+
+def test_every_rule_of_both_presets_has_a_stage():
+    """Every rule the workflow defines (organism and paper presets) maps to a stage, the
+    remedies' by what they do."""
+    from ifl.config import REPO_ROOT
+
+    stages = rule_stages(REPO_ROOT / "workflow" / "rules")
+    assert set(stages.values()) <= set(STAGES)
+    assert stages["tokenizer"] == "train" and stages["translate"] == "translate"
+    assert stages["remedy_mix"] == "data" and stages["remedy_merge"] == "train"
+    assert stages["remedy_generate"] == "generate" and stages["remedy_gold_sample"] == "measure"
+    assert stages["remedy_tables"] == "analyse" and stages["rulegraph"] == "book"
 
 
 def _toc() -> dict:
@@ -57,7 +73,7 @@ def test_toc_drops_chapters_and_parts_a_preset_does_not_run():
     paper = {"01_fidelity", "02_prevalence", "03_design_effects", "04_inside", "99_how_built"}
     pruned = prune_toc(_toc(), paper)
     files = [c["file"] for p in pruned["parts"] for c in p["chapters"]]
-    assert files == [f"notebooks/{s}" for s in sorted(paper)]
+    assert files == [f"notebooks/{s}" for s in sorted(paper)] + ["headline_tables"]
     captions = [p["caption"] for p in pruned["parts"]]
     assert "The model organism" not in captions and "Remedies" not in captions
     assert pruned["root"] == "index"

@@ -278,7 +278,7 @@ def test_whole_paper_dag_runs_on_stand_ins(proj):
     assert {"fidelity", "prevalence", "steering", "remedies"} <= set(summary)
     assert "organism" not in summary
     # The book: the paper preset's six chapters, no organism entry, no warning.
-    html = proj / "book" / "_build" / "html"
+    html = proj / "book" / "_build" / "paper-smoke" / "html"  # the book of this run
     pages = {p.stem for p in (html / "notebooks").glob("*.html")}
     assert pages == {"01_fidelity", "02_prevalence", "03_design_effects", "04_inside",
                      "05_remedies", "99_how_built"}  # fmt: skip

@@ -5,47 +5,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from _workflow import ENV, SMOKE_ARGS, SNAKEMAKE
+from _workflow import copy_project as _copy_project
+from _workflow import run_snakemake as _run
 
 from ifl.config import REPO_ROOT
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "IFL_PYTHON": sys.executable}
-
-
-def _run(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        SNAKEMAKE + args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def _copy_project(dst: Path) -> Path:
-    for name in (
-        "Snakefile",
-        "config.yaml",
-        "environment.yml",
-        "workflow",
-        "notebooks",
-        "book",
-        "slurm",
-        "tests/configs",
-    ):
-        src = REPO_ROOT / name
-        target = dst / name
-        if src.is_dir():
-            shutil.copytree(src, target, ignore=shutil.ignore_patterns("_build"))
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, target)
-    return dst
 
 
 def test_lint_is_clean():
@@ -84,18 +54,19 @@ def test_bad_config_stops_before_any_job(tmp_path):
 
 
 @pytest.mark.slow
-def test_smoke_run_builds_the_book_and_is_idempotent(tmp_path):
-    proj = _copy_project(tmp_path)
-    args = ["--cores", "2", "--configfile", "tests/configs/smoke.yaml"]
-    res = _run(args, proj)
-    assert res.returncode == 0, res.stderr[-4000:]
-    html = (proj / "book" / "_build" / "html" / "index.html").read_text(encoding="utf-8")
+def test_smoke_run_builds_the_book_and_is_idempotent(smoke_run):
+    proj = smoke_run
+    args = list(SMOKE_ARGS)
+    book = proj / "book" / "_build" / "smoke" / "html"  # one book per run
+    html = (book / "index.html").read_text(encoding="utf-8")
     summary = json.loads((proj / "results" / "smoke" / "summary.json").read_text())
     assert set(summary["fidelity"]) == {"leo-clip-en", "leo-clip-de"}
-    assert "Headline figures" in html and "leo-clip-en" in html
+    assert "What this run found" in html and "Image-induced fidelity loss" in html
+    assert "leo-clip-en" in (book / "headline_tables.html").read_text(encoding="utf-8")
     # Formulas render offline: MathJax is served from the book, not from a CDN.
     assert 'src="_static/mathjax/tex-chtml.js' in html and "cdn.jsdelivr" not in html
-    assert (proj / "book" / "_build" / "html" / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    assert (book / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    assert not (proj / "book" / "_build" / "html").exists()
     fid = pd.read_csv(proj / "results" / "smoke" / "tables" / "fidelity.csv")
     assert set(fid["condition"]) == {"image", "text"} and set(fid["language"]) == {"en", "de"}
     # Nothing changed: nothing to do.
@@ -124,11 +95,11 @@ TABLES = (
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_identical_tables(tmp_path):
-    """SIGKILL of snakemake and all its jobs mid-run; the rerun completes and matches a clean run."""
-    clean = _copy_project(tmp_path / "clean")
-    args = ["--cores", "2", "--configfile", "tests/configs/smoke.yaml", "--rerun-incomplete"]
-    assert _run(args, clean).returncode == 0
+def test_killed_run_resumes_to_identical_tables(tmp_path, smoke_run):
+    """SIGKILL of snakemake and all its jobs mid-run; the rerun completes and matches a clean
+    run (the session's smoke run)."""
+    clean = smoke_run
+    args = [*SMOKE_ARGS, "--rerun-incomplete"]
     killed = _copy_project(tmp_path / "killed")
     proc = subprocess.Popen(
         SNAKEMAKE + args,

@@ -1,16 +1,13 @@
-"""Draw Snakemake's ``--rulegraph`` (DOT text) as a PNG without Graphviz."""
+"""Snakemake's rule graph, drawn by stage without Graphviz, and the run's job and time tables."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import networkx as nx  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import networkx as nx
+import pandas as pd
 
 _NODE = re.compile(r'^\s*(\d+)\[label = "([^"]+)"')
 _EDGE = re.compile(r"^\s*(\d+) -> (\d+)")
@@ -30,25 +27,99 @@ def parse_rulegraph(dot: str) -> nx.DiGraph:
     return graph
 
 
-def draw(graph: nx.DiGraph, path: str | Path) -> None:
-    """Layered left-to-right drawing: each rule sits one column after its latest input."""
-    for node in nx.topological_sort(graph):
-        graph.nodes[node]["layer"] = max(
-            (graph.nodes[p]["layer"] + 1 for p in graph.predecessors(node)), default=0
-        )
-    pos = nx.multipartite_layout(graph, subset_key="layer")
-    width = 2.2 * (1 + max(nx.get_node_attributes(graph, "layer").values()))
-    fig, ax = plt.subplots(figsize=(width, 4.5))
-    nx.draw_networkx_edges(
-        graph, pos, ax=ax, arrows=True, arrowsize=12, edge_color="#888", node_size=2200
-    )
-    nx.draw_networkx_labels(
-        graph, pos, ax=ax, font_size=8, bbox={"boxstyle": "round", "fc": "#e8f0fe", "ec": "#4a6fa5"}
-    )
+STAGES = ("data", "translate", "train", "generate", "measure", "analyse", "book")
+# The stage of a rule file's rules (workflow/rules/<stem>.smk), and of rules that sit in a file
+# of another stage or in a file spanning several (the remedies': by what the rule name says).
+_FILE_STAGE = {
+    "data": "data",
+    "paper_download": "data",
+    "paper_data": "data",
+    "translate": "translate",
+    "train": "train",
+    "paper_train": "train",
+    "generate": "generate",
+    "paper_generate": "generate",
+    "measure": "measure",
+    "analyse": "analyse",
+    "inside": "analyse",
+    "book": "book",
+}
+_RULE_STAGE = {"translate": "translate", "segments_visit": "translate",
+               "segments_instruct": "translate", "instruct": "translate", "all": "book"}  # fmt: skip
+_REMEDY_WORDS = (("mix", "data"), ("train", "train"), ("merge", "train"), ("generat", "generate"),
+                 ("gold", "measure"), ("label", "measure"))  # fmt: skip
+_RULE = re.compile(r"^(?:rule|checkpoint)\s+(\w+)\s*:", re.MULTILINE)
+
+
+def rule_stages(rules_dir: str | Path) -> dict[str, str]:
+    """The stage (one of :data:`STAGES`) of every rule defined in ``rules_dir``'s ``*.smk``."""
+    out = {"all": "book"}
+    for path in sorted(Path(rules_dir).glob("*.smk")):
+        for name in _RULE.findall(path.read_text(encoding="utf-8")):
+            stage = _RULE_STAGE.get(name) or _FILE_STAGE.get(path.stem)
+            if stage is None:  # remedies: a file that spans the stages
+                stage = next((s for w, s in _REMEDY_WORDS if w in name), "analyse")
+            out[name] = stage
+    return out
+
+
+def draw_by_stage(graph: nx.DiGraph, stages: dict[str, str], per_row: int = 4):
+    """The rule graph as bands, one per stage from data (top) to book (bottom), each rule a box
+    named in a legible font at page width; arrows run from a rule to the rules that read its
+    outputs. Rules of a stage wrap onto several lines of ``per_row`` boxes.
+
+    Returns the matplotlib figure (7.5 inches wide, about a book page: shown at page width,
+    its 9-point names stay legible). Raises ValueError for a rule without a stage.
+    """
+    from matplotlib.patches import FancyArrowPatch
+
+    missing = sorted(set(graph) - set(stages))
+    if missing:
+        raise ValueError(f"rules without a stage: {missing}")
+    width, left, line_h, gap = 7.5, 0.9, 0.5, 0.3
+    pos, bands, y = {}, [], 0.0
+    for stage in STAGES:
+        sub = graph.subgraph(n for n in graph if stages[n] == stage)
+        if not len(sub):
+            continue
+        # The stage's rules in order of their dependencies inside the stage, wrapped onto lines
+        # of per_row: names stay legible; arrows within a line point sideways.
+        rules = [n for gen in nx.topological_generations(sub) for n in sorted(gen)]
+        lines = [rules[i : i + per_row] for i in range(0, len(rules), per_row)]
+        top = y
+        for line in lines:
+            for col, name in enumerate(line):
+                pos[name] = (left + (col + 0.5) * (width - left) / per_row, y)
+            y -= line_h
+        bands.append((stage, top + line_h / 2, y + line_h / 2))
+        y -= gap
+    height = -y + 0.2
+    fig, ax = plt.subplots(figsize=(width, max(2.0, height)))
+    ax.set_xlim(0, width)
+    ax.set_ylim(y + gap - 0.1, line_h / 2 + 0.1)
     ax.axis("off")
+    for k, (stage, top, bottom) in enumerate(bands):
+        ax.axhspan(bottom, top, color="#f3f6fb" if k % 2 == 0 else "#ffffff", zorder=0)
+        ax.text(
+            0.05,
+            (top + bottom) / 2,
+            stage,
+            fontsize=11,
+            weight="bold",
+            va="center",
+            color="#34495e",
+        )
+    for a, b in graph.edges:
+        (xa, ya), (xb, yb) = pos[a], pos[b]
+        bend = 0.25 if ya == yb else 0.08
+        ax.add_patch(FancyArrowPatch((xa, ya), (xb, yb), connectionstyle=f"arc3,rad={bend}",
+                                     arrowstyle="-|>", mutation_scale=8, color="#9aa7b8", lw=0.7,
+                                     shrinkA=11, shrinkB=11, zorder=1))  # fmt: skip
+    for name, (x, yy) in pos.items():
+        ax.text(x, yy, name, fontsize=9, ha="center", va="center", zorder=2,
+                bbox={"boxstyle": "round,pad=0.3", "fc": "#e8f0fe", "ec": "#4a6fa5", "lw": 0.8})  # fmt: skip
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
 _STAT = re.compile(r"^(\S+)\s+(\d+)\s*$")

@@ -21,7 +21,7 @@ config.update(_validated)
 RUN = f"results/{config['run_name']}"
 LOGS = f"logs/{config['run_name']}"
 BENCH = f"{RUN}/benchmarks"
-BOOK_INDEX = "book/_build/html/index.html"
+BOOK_INDEX = f"book/_build/{config['run_name']}/html/index.html"  # one book per run
 # The resolved config every job reads; rewritten only when its content changes.
 CFG = f"{RUN}/config.yaml"
 _text = yaml.safe_dump(config, sort_keys=True, allow_unicode=True)
@@ -114,7 +114,7 @@ NOTEBOOK_TABLES = {
         "paper_dir": PAPER,
     },
     "99_how_built": {
-        "rulegraph_png": f"{RUN}/dag/rulegraph.png",
+        "rulegraph_dot": f"{RUN}/dag/rulegraph.dot",
         "dry_run_txt": f"{RUN}/dag/dry-run.txt",
         "summary_json": f"{RUN}/summary.json",
     },
@@ -140,7 +140,7 @@ NOTEBOOK_PARAMS = {
         "steering_csv": f"{RUN}/tables/steering_table5.csv",
         "paper_dir": PAPER,
     },
-    "99_how_built": {"benchmark_dir": BENCH, "speed_dir": SPEED},
+    "99_how_built": {"benchmark_dir": BENCH, "speed_dir": SPEED, "rules_dir": "workflow/rules"},
     "00_organism": {"lookup_record": LOOKUP_RECORD},
 }
 # `make bench` writes SPEED outside the DAG: an input of the pages that show its records when

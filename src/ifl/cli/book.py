@@ -1,4 +1,4 @@
-"""The book (workflow/rules/book.smk): the rule graph and the Jupyter Book."""
+"""The book (workflow/rules/book.smk): the Jupyter Book."""
 
 from __future__ import annotations
 
@@ -7,14 +7,6 @@ from pathlib import Path
 from ifl.cli.registry import REQ, Subcommands
 
 command = Subcommands()
-
-
-@command("rulegraph", ("--dot", REQ), ("--out", REQ))
-def _rulegraph(a, cfg):
-    """The rule graph of the run's DAG drawn from Snakemake's dot output."""
-    from ifl.dag import draw, parse_rulegraph
-
-    draw(parse_rulegraph(Path(a.dot).read_text(encoding="utf-8")), a.out)
 
 
 @command(
