@@ -19,9 +19,9 @@ import pandas as pd
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
-from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from ifl.io import write_parquet
+from ifl.models import families
 from ifl.models.prompts import IMAGE_TOKEN, prompt
 
 CONDITIONS = ("image", "text")
@@ -29,14 +29,9 @@ CHECKPOINT_EVERY = 4  # batches per checkpoint file
 
 
 def load_vlm(path: str | Path, device: torch.device, *, trust_remote_code: bool = False):
-    """Load a LLaVA-style checkpoint and its processor (bf16 on CUDA, fp32 on CPU)."""
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model = AutoModelForImageTextToText.from_pretrained(
-        path, dtype=dtype, trust_remote_code=trust_remote_code
-    )
-    processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
-    processor.tokenizer.padding_side = "left"
-    return model.to(device).eval(), processor
+    """Load a VLM checkpoint of any supported family and its processor (bf16 on CUDA, fp32 on
+    CPU; :func:`ifl.models.families.load_vlm`)."""
+    return families.load_vlm(path, device, trust_remote_code=trust_remote_code)
 
 
 def settings(cfg: Mapping) -> dict:
@@ -130,6 +125,18 @@ def _fingerprint(model, q: pd.DataFrame, settings: Mapping) -> str:
     return h.hexdigest()
 
 
+def eos_ids(model, tokenizer) -> list[int]:
+    """Tokens that end a reply: the tokenizer's EOS and those of the model's generation config
+    (chat models end a turn with their own token, e.g. Gemma's ``<end_of_turn>``)."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if configured is None:
+        configured = []
+    elif isinstance(configured, int):
+        configured = [configured]
+    ids = [tokenizer.eos_token_id, *configured]
+    return list(dict.fromkeys(int(i) for i in ids if i is not None))
+
+
 @torch.inference_mode()
 def generate_batch(
     model,
@@ -144,7 +151,9 @@ def generate_batch(
     """Replies and their token counts for one batch of queries of a single condition."""
     images = None
     if batch["image"].notna().all():
-        images = [np.asarray(Image.open(p).convert("RGB")) for p in batch["image"]]
+        images = families.image_batch(
+            [np.asarray(Image.open(p).convert("RGB")) for p in batch["image"]]
+        )
     inputs = processor(
         text=batch["prompt"].tolist(), images=images, return_tensors="pt", padding=True
     )
@@ -156,16 +165,18 @@ def generate_batch(
     if do_sample:
         torch.manual_seed(seed)
         kwargs["temperature"] = temperature
+    stop = eos_ids(model, tok)
     out = model.generate(
         **inputs,
         max_new_tokens=max_new_tokens,
         pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
+        eos_token_id=stop,
         use_cache=True,
         **kwargs,
     )
     new = out[:, inputs["input_ids"].shape[1] :]
-    n_tokens = [int(((row != tok.pad_token_id) & (row != tok.eos_token_id)).sum()) for row in new]
+    ends = torch.tensor([tok.pad_token_id, *stop], device=new.device)
+    n_tokens = [int((~torch.isin(row, ends)).sum()) for row in new]
     replies = [r.strip() for r in tok.batch_decode(new, skip_special_tokens=True)]
     return replies, n_tokens
 

@@ -132,10 +132,12 @@ def get(name: str) -> ModelEntry:
 
 
 def entry_from_config(path: str | Path) -> ModelEntry:
-    """An ad-hoc entry for a local LLaVA checkpoint not in the registry (e.g. a trained grid VLM).
+    """An ad-hoc entry for a local checkpoint not in the registry (a trained grid VLM, or any
+    VLM of :mod:`ifl.models.families`).
 
-    The architecture is read from ``config.json``; the prompt falls back to LLaVA-1.5's format
-    (Gemma's for a Gemma language model).
+    The architecture is read from ``config.json``. The prompt comes from the checkpoint's chat
+    template; a LLaVA without one falls back to LLaVA-1.5's format (Gemma's, from the
+    tokenizer, for a LLaVA on a Gemma language model).
     """
     config_path = Path(path) / "config.json"
     if not config_path.is_file():
@@ -143,7 +145,7 @@ def entry_from_config(path: str | Path) -> ModelEntry:
     config = json.loads(config_path.read_text(encoding="utf-8"))
     text = (config.get("text_config") or {}).get("model_type", config.get("model_type", ""))
     vision = (config.get("vision_config") or {}).get("model_type", "")
-    gemma = text.startswith("gemma")
+    gemma = text.startswith("gemma") and config.get("model_type") == "llava"  # LLaVA-Gemma
     return ModelEntry(
         name=Path(path).name,
         hub_id=str(path),
@@ -211,45 +213,40 @@ def load_pretrained(
     """Load a staged VLM and its processor, ready for left-padded batched generation.
 
     ``entry_or_path`` is a :class:`ModelEntry`, a registry name or hub id (looked up under
-    ``resources/models``), or the directory of any LLaVA checkpoint. The model is loaded with
-    ``AutoModelForImageTextToText`` (``LlavaForConditionalGeneration`` for LLaVA configs), in
-    bf16 with accelerate's ``device_map`` on CUDA and fp32 on the CPU unless ``dtype`` or
-    ``device_map`` say otherwise; ``trust_remote_code`` only when the entry opts in.
+    ``resources/models``), or the directory of any checkpoint of a supported family
+    (:mod:`ifl.models.families`). The model is loaded with ``AutoModelForImageTextToText``
+    (``LlavaForConditionalGeneration`` for LLaVA configs), in bf16 with accelerate's
+    ``device_map`` on CUDA and fp32 on the CPU unless ``dtype`` or ``device_map`` say otherwise;
+    ``trust_remote_code`` only when the entry opts in.
 
     Returns:
         ``(model, processor)`` with the model in eval mode and the processor repaired by
         :func:`fix_processor`.
     """
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from ifl.models.families import load_vlm
 
     entry, path = resolve(entry_or_path, resources)
     if entry.kind != "vlm":
         raise ValueError(f"load_pretrained loads VLMs; {entry.name!r} is a {entry.kind} checkpoint")
-    kwargs = load_kwargs(device, dtype, trust_remote_code=entry.trust_remote_code)
-    if device_map is not None:
-        kwargs["device_map"] = device_map
-    model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
-    if "device_map" not in kwargs:
-        model = model.to(torch.device(device))
-    processor = AutoProcessor.from_pretrained(path, trust_remote_code=entry.trust_remote_code)
-    fix_processor(processor, model.config)
-    return model.eval(), processor
+    return load_vlm(
+        path, device, dtype, device_map=device_map, trust_remote_code=entry.trust_remote_code
+    )
 
 
 def fix_processor(processor: Any, config: Any) -> Any:
     """Repair a LlavaProcessor from the model config, in place (and return it).
 
-    Fills ``patch_size`` and ``vision_feature_select_strategy`` when the processor config lacks
-    them (the processor then cannot expand ``<image>``), counts the CLS token of CLIP and
-    DINOv2 towers in ``num_additional_image_tokens``, pads on the left, and gives the tokenizer
-    a pad token.
+    For LLaVA checkpoints (``model_type`` llava): fills ``patch_size`` and
+    ``vision_feature_select_strategy`` when the processor config lacks them (the processor then
+    cannot expand ``<image>``) and counts the CLS token of CLIP and DINOv2 towers in
+    ``num_additional_image_tokens``. For every processor: pads on the left and gives the
+    tokenizer a pad token.
 
     Raises:
         ValueError: if the processor's image token id differs from the model's.
     """
     vision = getattr(config, "vision_config", None)
-    if vision is not None:
+    if vision is not None and getattr(config, "model_type", "") == "llava":
         if getattr(processor, "patch_size", None) is None:
             processor.patch_size = vision.patch_size
         if getattr(processor, "vision_feature_select_strategy", None) is None:
