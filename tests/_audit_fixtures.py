@@ -228,6 +228,8 @@ def _gemma3():
         boi_token_index=boi, eoi_token_index=eoi, image_token_index=soft,
     )  # fmt: skip
     model = T.Gemma3ForConditionalGeneration(cfg)
+    with torch.no_grad():  # initialised to zeros, which would make every image alike
+        model.model.multi_modal_projector.mm_input_projection_weight.normal_(0, 0.2)
     # the instruct checkpoints end a turn with <end_of_turn>, listed beside EOS
     model.generation_config.eos_token_id = [tok.eos_token_id, end]
     image = T.Gemma3ImageProcessorPil(size={"height": 32, "width": 32})

@@ -69,7 +69,9 @@ def test_default_models_are_the_english_trained_ones_and_bad_names_fail():
     assert inside.sweep_model(cfg) == "vicuna-clip-en"
     assert inside.cka_pair(_cfg(GRID[:1])) == ("vicuna-clip-en", "vicuna-clip-en")
     assert inside.steer_models(_cfg(GRID[1:3])) == ["yi-clip-zh"]
-    with pytest.raises(ValueError, match="steering.models: 'vicuna-dino-en' is not a grid model"):
+    with pytest.raises(
+        ValueError, match="steering.models: 'vicuna-dino-en' is not a model of this run"
+    ):
         inside.steer_models(_cfg(GRID, models=["vicuna-dino-en"]))
     assert inside.sweep_model(_cfg(GRID, sweep={"enabled": False})) is None
 

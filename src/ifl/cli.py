@@ -350,20 +350,23 @@ def _gold_annotate(a, cfg):
     "labelled",
     ("--measured", {"required": True}),
     ("--judged", {"required": True}),
-    ("--annotated", {"required": True}),
+    ("--annotated", {"default": None}),
     ("--tasks", {"required": True}),
     ("--out", {"required": True}),
 )
 def _labelled(a, cfg):
     from ifl.annotate import import_sheet
     from ifl.io import write_parquet
-    from ifl.labels import assemble, oracle_truth
+    from ifl.labels import assemble, oracle_truth, unannotated
 
     measured, tasks = pd.read_parquet(a.measured), pd.read_parquet(a.tasks)
-    sample_ids = pd.read_csv(a.annotated, dtype=str, keep_default_na=False)["id"]
-    sheet = import_sheet(a.annotated, expected_ids=sample_ids)
     g = cfg["gold"]
-    df = assemble(measured, tasks, sheet, size=g["size"], multipliers=g["multipliers"])
+    if a.annotated is None:  # gold.enabled false: no row is annotated
+        df = unannotated(measured, tasks)
+    else:
+        sample_ids = pd.read_csv(a.annotated, dtype=str, keep_default_na=False)["id"]
+        sheet = import_sheet(a.annotated, expected_ids=sample_ids)
+        df = assemble(measured, tasks, sheet, size=g["size"], multipliers=g["multipliers"])
     df = df.merge(pd.read_parquet(a.judged), on="row_id", how="left", validate="one_to_one")
     if g["annotator"] == "oracle":
         df = oracle_truth(df, tasks)
@@ -380,16 +383,16 @@ def _prevalence(a, cfg):
     out = Path(a.out_dir)
     d = cfg["dsl"]
     kw = {"folds": d["folds"], "splits": d["splits"], "learner": d["learner"], "seed": cfg["seed"]}
+    gold = cfg["gold"].get("enabled", True)
     oracle = "fidelity_oracle" if "fidelity_oracle" in df.columns else None
-    write_csv(ifl_by_cell(df, by=("model", "benchmark"), oracle=oracle, **kw), out / "ifl.csv")
-    write_csv(ifl_by_cell(df, by=("language",), oracle=oracle, **kw), out / "ifl_by_language.csv")
-    write_csv(
-        mean_by_cell(df, by=("model", "condition"), oracle=oracle, **kw),
-        out / "fidelity_by_condition.csv",
-    )
+    est = {"oracle": oracle, "debias": gold, **kw}
+    write_csv(ifl_by_cell(df, by=("model", "benchmark"), **est), out / "ifl.csv")
+    write_csv(ifl_by_cell(df, by=("language",), **est), out / "ifl_by_language.csv")
+    write_csv(mean_by_cell(df, by=("model", "condition"), **est), out / "fidelity_by_condition.csv")
     grid = {vlm_name(e): e for e in cfg["grid"]}
-    # Table 4 regresses over the design grid only (the paper preset's released VLMs are not in it)
-    in_grid = df[df["model"].isin(grid)]
+    # Table 4 regresses over the design grid only (the paper preset's released VLMs are not in
+    # it), by DSL on the gold sample (none without one)
+    in_grid = df[df["model"].isin(grid)] if gold else df.iloc[:0]
     rows = []
     for target in ("zh", "de"):
         if target not in set(in_grid["language"]):
@@ -484,6 +487,7 @@ def _organism_report(a, cfg):
     ("--bench-dir", {"default": None}),
     ("--steering", {"default": None}),
     ("--remedies", {"default": None}),
+    ("--audit", {"default": None}),
     ("--out", {"required": True}),
 )
 def _summary(a, cfg):
@@ -505,6 +509,10 @@ def _summary(a, cfg):
         from ifl.remedies import remedies_summary
 
         summary["remedies"] = remedies_summary(pd.read_csv(a.remedies))
+    if a.audit:
+        from ifl.audit_report import audit_summary
+
+        summary["beyond_llava"] = audit_summary(pd.read_csv(a.audit))
     write_json(summary, a.out)
 
 

@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 from ifl.io import write_parquet
 from ifl.models import families
-from ifl.models.prompts import IMAGE_TOKEN, prompt
+from ifl.models.prompts import IMAGE_TOKEN
+from ifl.models.prompts import render as organism_prompt
 
 CONDITIONS = ("image", "text")
 CHECKPOINT_EVERY = 4  # batches per checkpoint file
@@ -50,10 +51,6 @@ def settings(cfg: Mapping) -> dict:
 Prompter = Callable[[str, bool, str | None], str]
 
 
-def _organism_prompt(question: str, image: bool, description: str | None) -> str:
-    return prompt(question, image=image, description=description)
-
-
 def queries(
     tasks: pd.DataFrame,
     conditions: tuple[str, ...] = CONDITIONS,
@@ -64,7 +61,7 @@ def queries(
     ``prompter`` renders a query in a checkpoint's own format (the paper preset passes
     :func:`ifl.models.registry.make_prompter`'s); None gives the organism's LLaVA-1.5 format.
     """
-    render = prompter or _organism_prompt
+    render = prompter or organism_prompt
     rows = []
     for t in tasks.itertuples(index=False):
         for cond in conditions:

@@ -38,9 +38,12 @@ from scipy import stats
 from ifl import LANGUAGES
 from ifl.config import vlm_name
 from ifl.lid import ISO_TO_NAME
+from ifl.models.prompts import render as organism_prompt
 
 if TYPE_CHECKING:  # torch is imported where models run, so that the tables stay light
     import torch
+
+    from ifl.generate import Prompter
 
 log = logging.getLogger(__name__)
 # As ifl.steer.REDUCTIONS / POSITIONS (a test keeps them equal), without importing torch.
@@ -57,6 +60,8 @@ SOURCES: dict[str, tuple[str, str]] = {
 }
 CONFIG = ["study", "variant", "selection", "layer", "strength"]
 _NAME_TO_ISO = {name: iso for iso, name in ISO_TO_NAME.items()}
+# Items per language whose tokens enter the 2-D projection (all of them on the organism).
+PROJECTION_TASKS_PER_LANGUAGE = 24
 _CELL = ["benchmark", "language"]
 
 
@@ -90,6 +95,11 @@ def variants(steering: Mapping[str, Any]) -> list[str]:
 
 
 def _grid_names(cfg: Mapping[str, Any]) -> list[str]:
+    """The models the analyses may name: the design grid's, or the audited ones."""
+    if cfg.get("preset") == "audit":
+        from ifl.audit import audit_models
+
+        return [m.name for m in audit_models(cfg)]
     return [vlm_name(e) for e in cfg["grid"]]
 
 
@@ -97,18 +107,21 @@ def _check_models(names: Sequence[str], grid: Sequence[str], key: str) -> list[s
     for name in names:
         if name not in grid:
             raise ValueError(
-                f"steering.{key}: {name!r} is not a grid model; allowed: {', '.join(grid)}"
+                f"steering.{key}: {name!r} is not a model of this run; allowed: {', '.join(grid)}"
             )
     return list(names)
 
 
 def steer_models(cfg: Mapping[str, Any]) -> list[str]:
     """Grid VLMs that are steered: ``steering.models``, or those trained on English data (the
-    paper steers four English-trained LLaVAs), or the first grid model if none is."""
+    paper steers four English-trained LLaVAs), or the first grid model if none is. In the audit
+    preset: ``steering.models``, or every audited model."""
     grid = _grid_names(cfg)
     chosen = cfg["steering"].get("models")
     if chosen:
         return _check_models(chosen, grid, "models")
+    if cfg.get("preset") == "audit":
+        return grid
     english = [vlm_name(e) for e in cfg["grid"] if e["data"] == "en"]
     return english or grid[:1]
 
@@ -325,12 +338,17 @@ def steering_context(
 
 
 def steer_queries(
-    tasks: pd.DataFrame, questions: pd.DataFrame | None, selection: str, conditions: Sequence[str]
+    tasks: pd.DataFrame,
+    questions: pd.DataFrame | None,
+    selection: str,
+    conditions: Sequence[str],
+    prompter: Prompter | None = None,
 ) -> pd.DataFrame:
-    """Queries of ``tasks`` in ``conditions`` with the ``steer_language`` of every row."""
+    """Queries of ``tasks`` in ``conditions`` with the ``steer_language`` of every row, in the
+    format of ``prompter`` (None: the organism's LLaVA-1.5 format)."""
     from ifl.generate import queries
 
-    q = queries(tasks, tuple(conditions))
+    q = queries(tasks, tuple(conditions), prompter)
     detected = None
     if selection == "auto":
         if questions is None:
@@ -371,8 +389,11 @@ def run_steering(
     temperature: float = 1.0,
     seed: int = 0,
     model_name: str = "",
+    prompter: Prompter | None = None,
 ) -> pd.DataFrame:
     """Generate every run's steered replies and write them, concatenated, to ``out_path``.
+
+    ``prompter`` renders the queries in the checkpoint's own format (None: the organism's).
 
     Each run is checkpointed under ``<out>.runs/`` (and within it by :func:`ifl.generate.run`),
     so an interrupted job resumes. An ``auto`` run only generates the rows whose detected
@@ -394,7 +415,7 @@ def run_steering(
         reduce, positions = parse_variant(run.variant)
         if (run.layer, reduce) not in cache:
             cache[(run.layer, reduce)] = language_vectors(model, tok, langs, run.layer, reduce)
-        q = steer_queries(tasks, questions, run.selection, run.conditions)
+        q = steer_queries(tasks, questions, run.selection, run.conditions, prompter)
         reused = q.iloc[:0]
         twin = next(
             (
@@ -834,12 +855,12 @@ def cka_table(
     )
 
 
-def cka_prompts(n: int, languages: Sequence[str]) -> list[str]:
-    """``n`` image prompts asking "Describe this image in detail." in ``languages`` in turn."""
-    from ifl.models.prompts import prompt
-
+def cka_prompts(n: int, languages: Sequence[str], prompter: Prompter | None = None) -> list[str]:
+    """``n`` image prompts asking "Describe this image in detail." in ``languages`` in turn, in
+    the format of ``prompter`` (None: the organism's)."""
+    render = prompter or organism_prompt
     langs = list(languages) or ["en"]
-    return [prompt(instruction(langs[i % len(langs)]), image=True) for i in range(n)]
+    return [render(instruction(langs[i % len(langs)]), True, None) for i in range(n)]
 
 
 def pooled_layers(
@@ -898,8 +919,10 @@ def token_points(
     layers: Sequence[int],
     *,
     batch_size: int = 8,
+    prompter: Prompter | None = None,
 ) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:
-    """States of image tokens and question tokens of the image-condition prompts of ``tasks``.
+    """States of image tokens and question tokens of the image-condition prompts of ``tasks``
+    (in the format of ``prompter``; None: the organism's).
 
     Image tokens come from the inputs of one language only (``tasks``' first): before the
     question in the prompt, their states do not depend on it. Returns ``meta`` (``modality``:
@@ -908,7 +931,6 @@ def token_points(
     """
     from PIL import Image
 
-    from ifl.models.prompts import prompt
     from ifl.represent.hidden import hidden_states
 
     tok = getattr(processor, "tokenizer", processor)
@@ -916,7 +938,7 @@ def token_points(
     metas, arrays = [], {int(layer): [] for layer in layers}
     for start in range(0, len(tasks), batch_size):
         chunk = tasks.iloc[start : start + batch_size]
-        prompts = [prompt(q, image=True) for q in chunk["question"]]
+        prompts = [(prompter or organism_prompt)(q, True, None) for q in chunk["question"]]
         images = [np.asarray(Image.open(p).convert("RGB")) for p in chunk["image"]]
         out = hidden_states(model, processor, prompts, images, batch_size=len(prompts))
         meta = out["meta"]
@@ -939,6 +961,31 @@ def token_points(
             arrays[layer].append(out["states"][keep, layer])
     meta = pd.concat(metas, ignore_index=True)
     return meta, {layer: np.concatenate(a).astype(np.float32) for layer, a in arrays.items()}
+
+
+def projection_tasks(
+    tasks: pd.DataFrame,
+    benchmarks: Sequence[str],
+    per_language: int = PROJECTION_TASKS_PER_LANGUAGE,
+) -> pd.DataFrame:
+    """The image tasks whose tokens are projected: at most ``per_language`` per language of
+    ``benchmarks``, English first (image tokens are taken from the first language's prompts)."""
+    tasks = tasks[tasks["benchmark"].isin(list(benchmarks)) & tasks["image"].notna()]
+    if tasks.empty:
+        raise ValueError(f"no image tasks in steering.benchmarks {list(benchmarks)}")
+    order = tasks.assign(_en=tasks["language"] != "en").sort_values(
+        ["_en", "language", "task_id"], kind="stable"
+    )
+    chosen = order.groupby("language", sort=False).head(per_language).drop(columns="_en")
+    return chosen.reset_index(drop=True)
+
+
+def projection_layers(layer: int | None, n_layers: int) -> tuple[int, list[int]]:
+    """The state index of the steering layer and the states projected: the input embeddings
+    (0), the steering layer's output and the last layer's (state ``k`` = output of decoder
+    layer ``k - 1``)."""
+    steer_state = resolve_layer(layer, n_layers) + 1
+    return steer_state, sorted({0, steer_state, n_layers})
 
 
 def sample_points(meta: pd.DataFrame, max_per_group: int, seed: int = 0) -> np.ndarray:

@@ -11,8 +11,6 @@ from ifl.cli import command
 from ifl.runtime import from_config
 
 REQ = {"required": True}
-# Items per language whose tokens enter the 2-D projection (all of them on the organism).
-PROJECTION_TASKS_PER_LANGUAGE = 24
 
 
 def _identifier(cfg: dict):
@@ -42,12 +40,16 @@ def _steer_questions(a, cfg):
     ("--out", REQ),
 )
 def _steer(a, cfg):
-    """Steered replies of one model: the Table 5 runs (remedy) or the layer x strength sweep."""
+    """Steered replies of one model: the Table 5 runs (remedy) or the layer x strength sweep,
+    prompted in the checkpoint's own chat template."""
     from ifl import generate, inside
+    from ifl.models.families import checkpoint_dir
     from ifl.models.layers import num_layers
+    from ifl.models.registry import entry_from_config, make_prompter
 
     st = cfg["steering"]
     model, processor = generate.load_vlm(a.model, from_config(cfg))
+    prompter = make_prompter(entry_from_config(checkpoint_dir(a.model)), processor)
     n = num_layers(model)
     if a.study == "remedy":
         runs, benchmarks = inside.remedy_runs(st, n), st["benchmarks"]
@@ -62,6 +64,7 @@ def _steer(a, cfg):
         runs,
         a.out,
         model_name=a.name,
+        prompter=prompter,
         **generate.settings(cfg),
     )
 
@@ -161,25 +164,11 @@ def _project(a, cfg):
     from ifl.models.layers import num_layers
 
     st = cfg["steering"]
-    tasks = pd.read_parquet(a.tasks)
-    tasks = tasks[tasks["benchmark"].isin(st["benchmarks"])]
-    if tasks.empty:
-        raise ValueError(f"no tasks in steering.benchmarks {st['benchmarks']}")
-    # English first: image tokens are taken from the first language's prompts.
-    order = tasks.assign(_en=tasks["language"] != "en").sort_values(
-        ["_en", "language", "task_id"], kind="stable"
-    )
-    tasks = (
-        order.groupby("language", sort=False)
-        .head(PROJECTION_TASKS_PER_LANGUAGE)
-        .drop(columns="_en")
-    )
+    tasks = inside.projection_tasks(pd.read_parquet(a.tasks), st["benchmarks"])
     model, processor = generate.load_vlm(a.model, from_config(cfg))
     n = num_layers(model)
-    # state index k = the output of decoder layer k - 1 (0 = the input embeddings)
-    steer_state = inside.resolve_layer(st["layer"], n) + 1
-    layers = sorted({0, steer_state, n})
-    meta, arrays = inside.token_points(model, processor, tasks.reset_index(drop=True), layers)
+    steer_state, layers = inside.projection_layers(st["layer"], n)
+    meta, arrays = inside.token_points(model, processor, tasks, layers)
     keep = inside.sample_points(meta, st["projection_points"], seed=cfg["seed"])
     coords, gaps = inside.project_points(
         meta.iloc[keep].reset_index(drop=True),

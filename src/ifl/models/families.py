@@ -172,6 +172,13 @@ def processor_kind(processor: Any) -> str:
     return f"own ({type(processor).__name__})"
 
 
+def checkpoint_dir(path: str | Path) -> Path:
+    """The checkpoint folder of ``path``: the folder itself, or the folder of a file in it (its
+    config.json, or the download marker that rules depend on)."""
+    path = Path(path)
+    return path.parent if path.is_file() else path
+
+
 def load_vlm(
     path: str | Path,
     device: Any,
@@ -180,8 +187,8 @@ def load_vlm(
     device_map: str | dict[str, Any] | None = None,
     trust_remote_code: bool = False,
 ) -> tuple[Any, Any]:
-    """Load any supported image-text-to-text checkpoint and its processor, ready for
-    left-padded batched generation.
+    """Load any supported image-text-to-text checkpoint (a folder, or a file in it:
+    :func:`checkpoint_dir`) and its processor, ready for left-padded batched generation.
 
     bf16 with accelerate's ``device_map`` on CUDA, fp32 on the CPU
     (:func:`ifl.models.registry.load_kwargs`); LLaVA processors of old conversions are repaired
@@ -196,6 +203,7 @@ def load_vlm(
 
     from ifl.models.registry import fix_processor, load_kwargs
 
+    path = checkpoint_dir(path)
     model_type(path)
     kwargs = load_kwargs(device, dtype, trust_remote_code=trust_remote_code)
     if device_map is not None:
