@@ -1,6 +1,6 @@
 """The audit preset's DAG: the SLURM dry run lists one generation, one steering and one
 hidden-state job per model with GPU resources from the config, config errors stop it in one
-line, and (slow) rule `all` runs end to end on tiny random instances of ten families, from the
+line, and (slow) rule `all` runs end to end on tiny random instances of nine families, from the
 staged downloads to the chapter "Beyond LLaVA"."""
 
 from __future__ import annotations
@@ -70,17 +70,12 @@ def test_without_gold_sample_the_dag_has_no_annotation(proj):  # noqa: F811
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (lambda c: c["models"].append("not a hub id"), "models[10]: 'not a hub id' is neither"),
         (lambda c: c["models"].append("./nowhere"), "no checkpoint (config.json) in folder './nowhere'"),
-        (
-            lambda c: c["models"].append("someone/llava-1.5-7b-hf"),
-            "are both named 'llava-1.5-7b-hf'; give one a name",
-        ),
-        (lambda c: c.update(preset="organism"), "a list of checkpoints belongs to the audit preset"),
         (lambda c: c["steering"].update(models=["gpt-4o"]), "steering.models: 'gpt-4o' is not a model of this run"),
     ],
 )  # fmt: skip
 def test_bad_audit_config_stops_before_any_job(proj, edit, expected):  # noqa: F811
+    """Checked when the DAG is parsed (the other model-list errors: tests/test_audit.py)."""
     cfg = yaml.safe_load((proj / "config" / "audit.yaml").read_text(encoding="utf-8"))
     edit(cfg)
     (proj / "bad.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
@@ -111,15 +106,16 @@ def _stage_benchmarks(resources) -> None:
 
 
 @pytest.mark.slow
-def test_whole_audit_dag_runs_on_ten_families(proj):  # noqa: F811
-    """Rule `all` of the audit preset on tiny random checkpoints of every tested family (nine
+def test_whole_audit_dag_runs_on_nine_families(proj):  # noqa: F811
+    """Rule `all` of the audit preset on tiny random checkpoints of nine families (eight
     staged as hub repositories, LLaVA as a local folder), two languages: translation, tasks,
     generation in both conditions, GlotLID, the judge, the gold sheet (stopping until it is
     annotated), DSL, steering of every model, hidden states, CKA between every pair, the
     projections, the chapter and the book."""
     resources = proj / "resources"
     _stage_benchmarks(resources)
-    hub = build_all(resources, [f for f in TESTED if f != "llava"])
+    # SmolVLM is Idefics3's architecture with a video processor (tests/test_families.py)
+    hub = build_all(resources, [f for f in TESTED if f not in ("llava", "smolvlm")])
     build("llava", proj / "local" / "llava")
     cfg = yaml.safe_load((REPO_ROOT / "config" / "audit.yaml").read_text(encoding="utf-8"))
     cfg.update(run_name="audit-smoke", device="cpu", threads=1, languages=["en", "zh"])
@@ -150,7 +146,8 @@ def test_whole_audit_dag_runs_on_ten_families(proj):  # noqa: F811
     assert sorted(set(measured["model"])) == sorted(names)
     both = measured[measured["benchmark"] != "MultiQ"].groupby("model")["condition"].nunique()
     assert (both == 2).all()  # every model answered with and without the image
-    assert measured["lid_label"].str.match(r"[a-z]{3}_[A-Z][a-z]{3}$").all()  # GlotLID
+    labels = measured.loc[measured["reply"] != "", "lid_label"]  # an empty reply has none
+    assert len(labels) and labels.str.match(r"[a-z]{3}_[A-Z][a-z]{3}$").all()  # GlotLID
     # Prompts in each family's own format: Qwen's image placeholder, Gemma's turns, none in text.
     qwen = measured[(measured["model"] == "qwen2_5_vl")]
     assert (

@@ -84,7 +84,7 @@ def audit_models(cfg: Mapping[str, Any]) -> list[AuditModel]:
         if m.name in seen:
             raise ValueError(
                 f"models[{i}]: {m.source!r} and {seen[m.name]!r} are both named {m.name!r}; "
-                "give one a name: ({id: ..., name: ...})"
+                "give one its own name ({id: ..., name: ...})"
             )
         seen[m.name] = m.source
         if m.local and not (m.path(".") / "config.json").is_file():

@@ -76,17 +76,23 @@ def estimates(
     labelled: pd.DataFrame, *, debias: bool, dsl: Mapping[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """Per model: fidelity and accuracy per condition and the IFL; per model and language: the
-    IFL. DSL with a gold sample (``debias``), else the naive LID-proxy estimates. Returns
-    ``(per model, per model and language, method)``."""
+    IFL. DSL with a gold sample (``debias``), else the naive LID-proxy estimates; accuracy is
+    debiased only where some annotated row has an accuracy label (``accuracy_method``).
+    Returns ``(per model, per model and language, method)``."""
     method = "dsl" if debias else "naive_proxy"
     kw = {"debias": debias, **dsl}
     wide = _by(ifl_by_cell(labelled, by=("model",), **kw), ["model"], "ifl", method)
     for name, (outcome, surrogate) in _OUTCOMES.items():
         if labelled[surrogate].notna().any():
+            # a gold label of this outcome is needed to debias it (accuracy may be "na" throughout)
+            gold = debias and bool(labelled[outcome].notna().any())
             cells = mean_by_cell(
-                labelled, by=("model", "condition"), outcome=outcome, surrogate=surrogate, **kw
-            )
-            wide = wide.merge(_wide_by_condition(cells, name, method), on="model", how="left")
+                labelled, by=("model", "condition"), outcome=outcome, surrogate=surrogate,
+                **{**kw, "debias": gold},
+            )  # fmt: skip
+            used = "dsl" if gold else "naive_proxy"
+            wide = wide.merge(_wide_by_condition(cells, name, used), on="model", how="left")
+            wide[f"{name}_method"] = used
     langs = ifl_by_cell(labelled, by=("model", "language"), **kw)
     langs = langs[langs["method"] == method].reset_index(drop=True)
     return wide, langs, method
