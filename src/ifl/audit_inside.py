@@ -25,6 +25,9 @@ from ifl.io import atomic_dir
 from ifl.represent import hidden
 
 POSITIONS = ("image", "text")
+# Inputs per forward pass: every layer's states of every position are held at once (up to ~2,000
+# image tokens per input in LLaVA-NeXT's grids, 30+ layers of width 4,096: ~1 GB per input).
+BATCH = 2
 
 
 @dataclass
@@ -63,7 +66,7 @@ def model_states(
     languages: Sequence[str],
     steering: Mapping[str, Any],
     seed: int,
-    batch_size: int,
+    batch_size: int = BATCH,
 ) -> ModelStates:
     """Pooled states of the CKA images (prompted "Describe this image in detail." in the run's
     languages in turn) and the sampled token states of the projection tasks, of one model."""

@@ -32,7 +32,6 @@ rule audit_states:
         **params_of(
             "seed",
             "languages",
-            "generate.batch_size",
             "steering.layer",
             "steering.benchmarks",
             "steering.projection_points",

@@ -51,7 +51,6 @@ def _states(a, cfg):
         languages=cfg["languages"],
         steering=cfg["steering"],
         seed=cfg["seed"],
-        batch_size=cfg["generate"]["batch_size"],
     )
     save_states(states, a.out)
 
