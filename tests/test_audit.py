@@ -182,3 +182,31 @@ def test_organism_chat_template_renders_the_organism_format():
                                   ("这个图形是什么颜色？", "一个红色的圆。"), ("Wie viele?", None)]:  # fmt: skip
         for image in (True, False):
             assert prompter(question, image, description) == render(question, image, description)
+
+
+def test_without_gold_the_tables_are_the_proxys_own(tmp_path, audit_cfg):
+    """``gold.enabled: false``: the labelled table has no annotated row and the prevalence
+    tables hold the naive LID-proxy estimates only (no DSL rows, no design effects)."""
+    from ifl.cli import main
+    from ifl.labels import with_row_ids
+
+    cfg = copy.deepcopy(audit_cfg)
+    cfg["gold"]["enabled"] = False
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    rows = _labelled(20).drop(columns=["fidelity_gold", "accuracy_gold", "pi"])
+    measured = rows.assign(reply="x", intervention="none")
+    measured.to_parquet(tmp_path / "measured.parquet")
+    tasks = rows[["task_id"]].drop_duplicates().assign(question="q", reference="r")
+    tasks.to_parquet(tmp_path / "tasks.parquet")
+    judged = with_row_ids(measured)[["row_id", "accuracy_proxy"]]
+    judged.to_parquet(tmp_path / "judged.parquet")
+    args = ["--config", str(tmp_path / "config.yaml")]
+    files = [f"--{k}={tmp_path / k}.parquet" for k in ("measured", "judged", "tasks")]
+    assert main([*args, "labelled", *files, f"--out={tmp_path / 'labelled.parquet'}"]) == 0
+    labelled = pd.read_parquet(tmp_path / "labelled.parquet")
+    assert labelled["fidelity_gold"].isna().all() and len(labelled) == len(measured)
+    assert main([*args, "prevalence", f"--labelled={tmp_path / 'labelled.parquet'}",
+                 f"--out-dir={tmp_path}"]) == 0  # fmt: skip
+    ifl = pd.read_csv(tmp_path / "ifl.csv")
+    assert set(ifl["method"]) == {"naive_proxy"} and len(ifl) == 2
+    assert pd.read_csv(tmp_path / "design_effects.csv").empty
