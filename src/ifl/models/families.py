@@ -139,7 +139,7 @@ def load_processor(path: str | Path, *, trust_remote_code: bool = False) -> Any:
 
     try:
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except Exception as official:  # noqa: BLE001 - its cause is reported if the stand-in fails too
+    except Exception as official:  # noqa: BLE001 - its cause is logged, and reported if the stand-in fails too
         name = processor_class_name(path)
         try:
             processor = _fallback_class(name).from_pretrained(path)
@@ -148,6 +148,7 @@ def load_processor(path: str | Path, *, trust_remote_code: bool = False) -> Any:
                 f"model {str(path)!r}: processor {name} cannot be built here "
                 f"({_first_line(official)}; stand-in: {_first_line(err)})"
             ) from err
+        log.warning("model %s: official %s not built (%s)", path, name, _first_line(official))
     if not hasattr(processor, "image_processor"):
         raise ValueError(f"model {str(path)!r}: ships no image processor (processor_config.json)")
     tokenizer = processor.tokenizer
