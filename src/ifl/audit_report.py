@@ -9,8 +9,8 @@ languages (:func:`heterogeneity`, over the non-English languages as the paper's 
 
 The reference rows are the paper's LLaVA-1.5 7B and 13B (:func:`paper_reference`): its Table 5
 (the mean over 24 benchmark x language cells, GlotLID proxy) and the spread of its per-language
-IFL in Tables 6-9. The paper reports no fidelity per condition nor accuracy for these models;
-those cells stay empty.
+IFL in Tables 6-9. The paper gives no figures of fidelity per condition (only Figure 3's plot)
+nor of accuracy for these models; those cells stay empty.
 """
 
 from __future__ import annotations
