@@ -20,8 +20,8 @@ from typing import Any
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _LOCAL = ("/", "./", "../", "~")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-#: Resource keys a model entry may override, and the ``resources:`` key each falls back to.
-RESOURCE_KEYS = {"gpus": "gpu_generate", "mem_mb": "mem_mb_generate", "runtime": "runtime_generate"}
+#: Resources of its GPU jobs a model entry may set (else the config's generation resources).
+RESOURCE_KEYS = ("gpus", "mem_mb", "runtime")
 
 
 @dataclass(frozen=True)
