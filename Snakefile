@@ -4,12 +4,15 @@
 #   snakemake --cores all                       # embedded default (config.yaml), CPU, offline
 #   snakemake --cores all --profile slurm       # the same DAG on a SLURM cluster
 #   snakemake --cores all --configfile config/paper.yaml --profile slurm   # paper preset
+#   snakemake --cores all --configfile config/audit.yaml --profile slurm   # audit preset
 #
 # The config's `preset` picks the upstream rules (data, translation, training, generation):
-# the organism's synthetic world, or the paper's hub checkpoints and benchmarks. From the
-# generations on (measurement, DSL, steering, notebooks, book) both share the same rules. The
-# remedies share their set-up, labels and tables (remedies.smk); each preset builds, trains,
-# merges and runs the variants its own way (paper_remedies.smk for the paper preset).
+# the organism's synthetic world, the paper's hub checkpoints and benchmarks, or (audit) the
+# paper's benchmarks answered by any list of VLMs, nothing trained. From the generations on
+# (measurement, DSL, steering, notebooks, book) all share the same rules; the audit adds its
+# hidden-state analyses of every model and its chapter (audit.smk). The remedies share their
+# set-up, labels and tables (remedies.smk); each preset builds, trains, merges and runs the
+# variants its own way (paper_remedies.smk for the paper preset).
 
 configfile: "config.yaml"
 
@@ -29,13 +32,22 @@ else:
     include: "workflow/rules/paper_common.smk"
     include: "workflow/rules/paper_download.smk"
     include: "workflow/rules/paper_data.smk"
-    include: "workflow/rules/paper_train.smk"
     include: "workflow/rules/paper_generate.smk"
+
+
+if PRESET == "paper":
+
+    include: "workflow/rules/paper_train.smk"
 
 
 include: "workflow/rules/measure.smk"
 include: "workflow/rules/analyse.smk"
 include: "workflow/rules/inside.smk"
+
+
+if PRESET == "audit":
+
+    include: "workflow/rules/audit.smk"
 
 
 if REMEDIES_ON:

@@ -23,10 +23,12 @@ def run_snakemake(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.
 
 
 def copy_project(dst: Path) -> Path:
-    """The files a run needs (workflow, notebooks, book sources, configs) copied into ``dst``."""
+    """The files a run needs (workflow, notebooks, book sources, the presets' and the tests'
+    configs) copied into ``dst``."""
     for name in (
         "Snakefile",
         "config.yaml",
+        "config",
         "environment.yml",
         "workflow",
         "notebooks",

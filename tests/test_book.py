@@ -53,6 +53,8 @@ def test_every_rule_of_both_presets_has_a_stage():
     assert stages["remedy_mix"] == "data" and stages["remedy_merge"] == "train"
     assert stages["remedy_generate"] == "generate" and stages["remedy_gold_sample"] == "measure"
     assert stages["remedy_tables"] == "analyse" and stages["rulegraph"] == "book"
+    assert stages["audit_states"] == "analyse" and stages["audit_table"] == "analyse"
+    assert stages["gold_sample"] == "measure"  # a rule defined under `if` in its file
 
 
 def _toc() -> dict:

@@ -12,7 +12,12 @@ from ifl import generate
 from ifl.models.tiny import build_llm, build_vision, build_vlm, train_tokenizer
 from ifl.represent.cka import cka_heatmap, triangle_heatmap, triangle_mask
 from ifl.represent.cka_tables import cka_table
-from ifl.represent.points import question_token_mask, sample_points, token_points
+from ifl.represent.points import (
+    projection_tasks,
+    question_token_mask,
+    sample_points,
+    token_points,
+)
 from ifl.represent.projections import project_points
 from ifl.steering.measure import measure_steering
 from ifl.steering.plan import (
@@ -21,6 +26,7 @@ from ifl.steering.plan import (
     VARIANTS,
     cka_pair,
     parse_variant,
+    projection_layers,
     remedy_runs,
     resolve_layer,
     steer_models,
@@ -110,7 +116,9 @@ def test_default_models_are_the_english_trained_ones_and_bad_names_fail():
     assert sweep_model(cfg) == "vicuna-clip-en"
     assert cka_pair(_cfg(GRID[:1])) == ("vicuna-clip-en", "vicuna-clip-en")
     assert steer_models(_cfg(GRID[1:3])) == ["yi-clip-zh"]
-    with pytest.raises(ValueError, match="steering.models: 'vicuna-dino-en' is not a grid model"):
+    with pytest.raises(
+        ValueError, match="steering.models: 'vicuna-dino-en' is not a model of this run"
+    ):
         steer_models(_cfg(GRID, models=["vicuna-dino-en"]))
     assert sweep_model(_cfg(GRID, sweep={"enabled": False})) is None
 
@@ -122,6 +130,9 @@ def test_layers_runs_and_variants():
     assert sweep_layers(None, 4) == [1, 2, 3]
     assert sweep_layers(None, 32) == [8, 16, 24]
     assert sweep_layers([3, 1, 1], 4) == [1, 3]
+    # the projected states: input embeddings, the steering layer's output, the last layer's
+    assert projection_layers(None, 30) == (11, [0, 11, 30])
+    assert projection_layers(3, 4) == (4, [0, 4])
     st = _cfg(GRID, positions="all", variants=["last-generated", "mean-all"])["steering"]
     runs = remedy_runs(st, 4)
     assert [(r.variant, r.selection, r.conditions) for r in runs] == [
@@ -542,3 +553,21 @@ def test_token_points_and_projection(vlm, tasks):
     )
     assert len(coords) == 2 * len(keep) and np.isfinite(coords[["x", "y"]]).all().all()
     assert list(gaps["layer"]) == [0, 2] and gaps["modality_gap"].gt(0).all()
+
+
+def test_projection_tasks_are_image_tasks_english_first():
+    tasks = pd.DataFrame(
+        {
+            "task_id": [f"{b}-{lang}-{i}" for b, lang in [("m", "zh"), ("m", "en"), ("q", "en")]
+                        for i in range(3)],
+            "benchmark": ["m"] * 6 + ["q"] * 3,
+            "language": ["zh"] * 3 + ["en"] * 6,
+            "image": ["a.png", "b.png", None, "a.png", "b.png", None, None, None, None],
+        }
+    )  # fmt: skip
+    chosen = projection_tasks(tasks, ["m", "q"], per_language=5)
+    assert chosen["language"].tolist() == ["en", "en", "zh", "zh"]  # text-only tasks left out
+    assert chosen["image"].notna().all() and list(chosen.index) == [0, 1, 2, 3]
+    assert len(projection_tasks(tasks, ["m"], per_language=1)) == 2
+    with pytest.raises(ValueError, match=r"no image tasks in steering.benchmarks \['q'\]"):
+        projection_tasks(tasks, ["q"])

@@ -4,20 +4,14 @@ runs end to end on tiny staged stand-ins, book included."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from _workflow import copy_project
+from _workflow import run_snakemake as _run
 
-from ifl.config import REPO_ROOT
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "IFL_PYTHON": sys.executable}
 PAPER = ["--configfile", "config/paper.yaml"]
 # Jobs per rule of the paper preset: 4 released VLMs + 14 grid VLMs, 8 shards each; 16 NLLB
 # shards for each of VisIT-Bench's 9 languages and the grid's zh and de instructions (which the
@@ -66,22 +60,10 @@ EXPECTED = {
 ORGANISM_ONLY = ("tokenizer", "pretrain_llm", "pretrain_vision", "organism_report", "instruct_en")
 
 
-def _run(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        SNAKEMAKE + args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout
-    )
-
-
 @pytest.fixture
 def proj(tmp_path) -> Path:
-    for name in ("Snakefile", "config.yaml", "config", "environment.yml", "workflow", "notebooks",
-                 "book", "slurm"):  # fmt: skip
-        src, dst = REPO_ROOT / name, tmp_path / name
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("_build"))
-        else:
-            shutil.copy2(src, dst)
-    return tmp_path
+    """A copy of the project to run a preset in."""
+    return copy_project(tmp_path)
 
 
 def _job_counts(out: str) -> dict[str, int]:

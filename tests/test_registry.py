@@ -10,6 +10,7 @@ from PIL import Image
 from transformers import AutoModelForCausalLM, AutoProcessor, CLIPModel, Dinov2Model
 
 from ifl.download import local_dir, model_asset
+from ifl.models.families import fix_processor, load_kwargs
 from ifl.models.prompts import prompt as organism_prompt
 from ifl.models.registry import (
     GEMMA_TEMPLATE,
@@ -19,9 +20,7 @@ from ifl.models.registry import (
     build_prompt,
     compose_llava,
     entry_from_config,
-    fix_processor,
     get,
-    load_kwargs,
     load_pretrained,
     make_prompter,
     prompt_source,

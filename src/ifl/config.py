@@ -76,8 +76,8 @@ def validate(config: Mapping[str, Any]) -> dict[str, Any]:
     """Return a validated copy of ``config`` with defaults filled in.
 
     Raises :class:`ConfigError` with a one-line message on the first problem found: unknown
-    keys, wrong types, values outside the allowed set, and grid entries naming a backbone or
-    vision encoder that is not defined.
+    keys, wrong types, values outside the allowed set, grid entries naming a backbone or
+    vision encoder that is not defined, and audited models (:mod:`ifl.audit`) that cannot be.
     """
     schema = load_schema()
     cfg = copy.deepcopy(dict(config))
@@ -98,6 +98,12 @@ def _best(errors: list[jsonschema.ValidationError]) -> jsonschema.ValidationErro
 
 
 def _check_references(cfg: Mapping[str, Any]) -> None:
+    from ifl.audit import check_models_key
+
+    try:
+        check_models_key(cfg)
+    except ValueError as err:
+        raise ConfigError(f"config error: {err}") from err
     llms, encoders = sorted(cfg["backbones"]), sorted(cfg["vision_encoders"])
     for i, entry in enumerate(cfg["grid"]):
         if entry["llm"] not in llms:

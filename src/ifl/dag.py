@@ -42,13 +42,14 @@ _FILE_STAGE = {
     "measure": "measure",
     "analyse": "analyse",
     "inside": "analyse",
+    "audit": "analyse",
     "book": "book",
 }
 _RULE_STAGE = {"translate": "translate", "segments_visit": "translate",
                "segments_instruct": "translate", "instruct": "translate", "all": "book"}  # fmt: skip
 _REMEDY_WORDS = (("mix", "data"), ("train", "train"), ("merge", "train"), ("generat", "generate"),
                  ("gold", "measure"), ("label", "measure"))  # fmt: skip
-_RULE = re.compile(r"^(?:rule|checkpoint)\s+(\w+)\s*:", re.MULTILINE)
+_RULE = re.compile(r"^\s*(?:rule|checkpoint)\s+(\w+)\s*:", re.MULTILINE)  # also under `if`
 
 
 def rule_stages(rules_dir: str | Path) -> dict[str, str]:

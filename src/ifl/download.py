@@ -241,16 +241,23 @@ GLOTLID = Asset("cis-lmu/glotlid", "model", ("model_v3.bin", "README.md"))
 
 
 def paper_assets(cfg: Mapping[str, Any]) -> dict[str, Asset]:
-    """Every asset a paper-preset config needs, by short name (``model:<name>``, ``dataset:<name>``,
-    ``lid``), from its ``models``, ``backbones``, ``vision_encoders``, ``translation``,
-    ``datasets``, ``training_data`` and ``lid`` sections (absent sections add nothing)."""
+    """Every asset a paper- or audit-preset config needs, by short name (``model:<name>``,
+    ``dataset:<name>``, ``lid``), from its ``models`` (audit: the hub ids of the list),
+    ``backbones``, ``vision_encoders``, ``translation``, ``datasets``, ``training_data`` and
+    ``lid`` sections (absent sections add nothing)."""
+    from ifl.audit import audit_models
     from ifl.models.registry import get
 
     out: dict[str, Asset] = {}
-    for name, spec in (cfg.get("models") or {}).items():
-        out[f"model:{name}"] = model_asset(
-            get(spec.get("registry", name)).hub_id, spec.get("revision")
-        )
+    if isinstance(cfg.get("models"), list):  # the audit preset: hub ids or local folders
+        for m in audit_models(cfg):
+            if not m.local:
+                out[f"model:{m.name}"] = model_asset(m.source, m.revision)
+    else:
+        for name, spec in (cfg.get("models") or {}).items():
+            out[f"model:{name}"] = model_asset(
+                get(spec.get("registry", name)).hub_id, spec.get("revision")
+            )
     for section in ("backbones", "vision_encoders"):
         for name, spec in (cfg.get(section) or {}).items():
             if spec.get("hub_id"):

@@ -19,24 +19,20 @@ import pandas as pd
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
-from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from ifl.io import write_parquet
-from ifl.models.prompts import IMAGE_TOKEN, prompt
+from ifl.models import families
+from ifl.models.prompts import IMAGE_TOKEN
+from ifl.models.prompts import render as organism_prompt
 
 CONDITIONS = ("image", "text")
 CHECKPOINT_EVERY = 4  # batches per checkpoint file
 
 
 def load_vlm(path: str | Path, device: torch.device, *, trust_remote_code: bool = False):
-    """Load a LLaVA-style checkpoint and its processor (bf16 on CUDA, fp32 on CPU)."""
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    model = AutoModelForImageTextToText.from_pretrained(
-        path, dtype=dtype, trust_remote_code=trust_remote_code
-    )
-    processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust_remote_code)
-    processor.tokenizer.padding_side = "left"
-    return model.to(device).eval(), processor
+    """Load a VLM checkpoint of any supported family and its processor (bf16 on CUDA, fp32 on
+    CPU; :func:`ifl.models.families.load_vlm`)."""
+    return families.load_vlm(path, device, trust_remote_code=trust_remote_code)
 
 
 def settings(cfg: Mapping) -> dict:
@@ -55,10 +51,6 @@ def settings(cfg: Mapping) -> dict:
 Prompter = Callable[[str, bool, str | None], str]
 
 
-def _organism_prompt(question: str, image: bool, description: str | None) -> str:
-    return prompt(question, image=image, description=description)
-
-
 def queries(
     tasks: pd.DataFrame,
     conditions: tuple[str, ...] = CONDITIONS,
@@ -69,7 +61,7 @@ def queries(
     ``prompter`` renders a query in a checkpoint's own format (the paper preset passes
     :func:`ifl.models.registry.make_prompter`'s); None gives the organism's LLaVA-1.5 format.
     """
-    render = prompter or _organism_prompt
+    render = prompter or organism_prompt
     rows = []
     for t in tasks.itertuples(index=False):
         for cond in conditions:
@@ -130,6 +122,18 @@ def _fingerprint(model, q: pd.DataFrame, settings: Mapping) -> str:
     return h.hexdigest()
 
 
+def eos_ids(model, tokenizer) -> list[int]:
+    """Tokens that end a reply: the tokenizer's EOS and those of the model's generation config
+    (chat models end a turn with their own token, e.g. Gemma's ``<end_of_turn>``)."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if configured is None:
+        configured = []
+    elif isinstance(configured, int):
+        configured = [configured]
+    ids = [tokenizer.eos_token_id, *configured]
+    return list(dict.fromkeys(int(i) for i in ids if i is not None))
+
+
 @torch.inference_mode()
 def generate_batch(
     model,
@@ -144,7 +148,9 @@ def generate_batch(
     """Replies and their token counts for one batch of queries of a single condition."""
     images = None
     if batch["image"].notna().all():
-        images = [np.asarray(Image.open(p).convert("RGB")) for p in batch["image"]]
+        images = families.image_batch(
+            [np.asarray(Image.open(p).convert("RGB")) for p in batch["image"]]
+        )
     inputs = processor(
         text=batch["prompt"].tolist(), images=images, return_tensors="pt", padding=True
     )
@@ -156,16 +162,18 @@ def generate_batch(
     if do_sample:
         torch.manual_seed(seed)
         kwargs["temperature"] = temperature
+    stop = eos_ids(model, tok)
     out = model.generate(
         **inputs,
         max_new_tokens=max_new_tokens,
         pad_token_id=tok.pad_token_id,
-        eos_token_id=tok.eos_token_id,
+        eos_token_id=stop,
         use_cache=True,
         **kwargs,
     )
     new = out[:, inputs["input_ids"].shape[1] :]
-    n_tokens = [int(((row != tok.pad_token_id) & (row != tok.eos_token_id)).sum()) for row in new]
+    ends = torch.tensor([tok.pad_token_id, *stop], device=new.device)
+    n_tokens = [int((~torch.isin(row, ends)).sum()) for row in new]
     replies = [r.strip() for r in tok.batch_decode(new, skip_special_tokens=True)]
     return replies, n_tokens
 

@@ -121,6 +121,15 @@ def oracle_truth(measured: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def unannotated(measured: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
+    """Every reply as :func:`assemble` gives it when no gold sample was annotated
+    (``gold.enabled: false``): the gold columns are present and missing on every row."""
+    df = with_row_ids(measured).merge(
+        tasks[TASK_COLUMNS], on="task_id", how="left", validate="many_to_one"
+    )
+    return df.assign(language_gold=None, fidelity_gold=np.nan, accuracy_gold=np.nan)
+
+
 def assemble(
     measured: pd.DataFrame,
     tasks: pd.DataFrame,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from ifl.audit import audit_models, model_resources
 from ifl.config import ConfigError, validate, vlm_name
 
 try:
@@ -39,12 +40,16 @@ envvars:
     "IFL_PYTHON",
 
 
-# organism: the synthetic world, trained from scratch; paper: hub checkpoints and benchmarks.
-# The Snakefile includes the matching upstream rules; everything from `measure` on is shared.
+# organism: the synthetic world, trained from scratch; paper: hub checkpoints and benchmarks;
+# audit: any list of hub or local VLMs, nothing trained. The Snakefile includes the matching
+# upstream rules; everything from `measure` on is shared.
 PRESET = config["preset"]
-GRID = {vlm_name(e): e for e in config["grid"]}
+# The audit preset has no design grid (the organism's, merged in from config.yaml, is unused).
+GRID = {vlm_name(e): e for e in config["grid"]} if PRESET != "audit" else {}
+# Audited checkpoints by name (ifl.audit): hub ids staged by the download rules, or local folders.
+AUDIT = {m.name: m for m in audit_models(config)} if PRESET == "audit" else {}
 # Released VLMs evaluated as they are (paper preset) answer the same tasks as the grid's.
-PRETRAINED = list(config["models"]) if PRESET == "paper" else []
+PRETRAINED = list(config["models"]) if PRESET == "paper" else list(AUDIT)
 MODELS = list(GRID) + PRETRAINED
 STAGE1_PAIRS = sorted({(e["llm"], e["vision"]) for e in config["grid"]})
 LLMS = sorted({e["llm"] for e in config["grid"]})  # backbones the grid uses
@@ -53,6 +58,32 @@ DATA_LANGS = sorted({e["data"] for e in config["grid"]})
 SHARDS_N = config["generate"]["shards"]
 SHARDS = list(range(SHARDS_N))
 RES = config["resources"]
+
+
+def vlm_input(wildcards):
+    """What a job that loads VLM ``wildcards.model`` depends on: a grid VLM's trained folder,
+    an audited local folder's config.json, or the staged marker of a hub checkpoint."""
+    if wildcards.model in GRID:
+        return f"{RUN}/models/vlm/{wildcards.model}"
+    if wildcards.model in AUDIT and AUDIT[wildcards.model].local:
+        return f"{AUDIT[wildcards.model].path(RES_DIR)}/config.json"
+    return staged(f"model:{wildcards.model}")
+
+
+def vlm_path(wildcards):
+    """Where a job loads VLM ``wildcards.model`` from: the grid VLM's or the audited checkpoint's
+    folder, or (a released VLM of the paper preset) its registry name."""
+    if wildcards.model in GRID:
+        return f"{RUN}/models/vlm/{wildcards.model}"
+    if wildcards.model in AUDIT:
+        return str(AUDIT[wildcards.model].path(RES_DIR))
+    return config["models"][wildcards.model]["registry"]
+
+
+def gpu_resources(key):
+    """Resource ``key`` (gpu, mem_mb, runtime) of a job loading VLM ``wildcards.model``: an
+    audited model's own (ifl.audit), else the config's generation resources."""
+    return lambda wildcards: model_resources(AUDIT.get(wildcards.model), RES)[key]
 
 
 def params_of(*keys):
@@ -113,6 +144,15 @@ NOTEBOOK_TABLES = {
         "steering_csv": f"{RUN}/tables/steering_table5.csv",
         "paper_dir": PAPER,
     },
+    "06_beyond_llava": {
+        "audit_csv": f"{RUN}/tables/audit.csv",
+        "languages_csv": f"{RUN}/tables/audit_languages.csv",
+        "cka_csv": f"{RUN}/tables/cka.csv",
+        "projection_csv": f"{RUN}/tables/projection.csv",
+        "gap_csv": f"{RUN}/tables/modality_gap.csv",
+        "by_language_csv": f"{RUN}/tables/steering_by_language.csv",
+        "paper_dir": PAPER,
+    },
     "99_how_built": {
         "rulegraph_dot": f"{RUN}/dag/rulegraph.dot",
         "dry_run_txt": f"{RUN}/dag/dry-run.txt",
@@ -151,13 +191,19 @@ if Path(LOOKUP_RECORD).is_file():
     NOTEBOOK_TABLES["00_organism"]["lookup_record"] = LOOKUP_RECORD
 # The organism chapter checks the synthetic world: the paper preset has none. The remedies'
 # chapter exists in both presets unless `remedies.enabled` is false.
-REMEDIES_ON = bool(config["remedies"]["enabled"])
-LEFT_OUT = (("00_organism",) if PRESET == "paper" else ()) + (() if REMEDIES_ON else ("05_remedies",))
+REMEDIES_ON = bool(config["remedies"]["enabled"]) and PRESET != "audit"  # the audit trains nothing
+# Chapters per preset: the organism's checks only on the organism, the design grid's effects
+# where there is a grid, the audit's chapter "Beyond LLaVA" only in the audit.
+LEFT_OUT = {
+    "organism": ("06_beyond_llava",),
+    "paper": ("00_organism", "06_beyond_llava"),
+    "audit": ("00_organism", "03_design_effects"),
+}[PRESET] + (() if REMEDIES_ON else ("05_remedies",))
 NOTEBOOK_TABLES = {k: v for k, v in NOTEBOOK_TABLES.items() if k not in LEFT_OUT}
-if PRESET == "paper":
+if PRESET != "organism":
     # Columns beside the paper's are labelled "organism" by default; here they are real VLMs'.
     for _nb in ("03_design_effects", "04_inside"):
-        NOTEBOOK_PARAMS[_nb] = {**NOTEBOOK_PARAMS.get(_nb, {}), "run_label": "replication"}
+        NOTEBOOK_PARAMS[_nb] = {**NOTEBOOK_PARAMS.get(_nb, {}), "run_label": {"paper": "replication", "audit": "audit"}[PRESET]}
 NOTEBOOKS = [f"{RUN}/notebooks/{name}.ipynb" for name in NOTEBOOK_TABLES]
 # Inputs of the summary (analyse.smk); the organism's quality tables and the remedies'
 # table only where those chapters exist.
@@ -170,15 +216,20 @@ if PRESET == "organism":
     SUMMARY_INPUTS["organism"] = f"{RUN}/tables/organism_accuracy.csv"
 if REMEDIES_ON:
     SUMMARY_INPUTS["remedies"] = f"{RUN}/tables/remedies.csv"
+if PRESET == "audit":
+    SUMMARY_INPUTS["audit"] = f"{RUN}/tables/audit.csv"
 
 
 def summary_options(wildcards, input):
-    """The summary's optional chapters: ``--organism-dir`` and ``--remedies`` when present."""
+    """The summary's optional chapters: ``--organism-dir``, ``--remedies`` and ``--audit``
+    when present."""
     out = []
     if "organism" in input.keys():
         out += ["--organism-dir", os.path.dirname(input.organism)]
     if "remedies" in input.keys():
         out += ["--remedies", input.remedies]
+    if "audit" in input.keys():
+        out += ["--audit", input.audit]
     return " ".join(shlex.quote(x) for x in out)
 
 

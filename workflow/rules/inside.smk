@@ -54,7 +54,7 @@ rule steer:
     # Table 5's runs of one model: every variant (oracle selection), the text-condition check
     # and automatic selection; resumable run by run.
     input:
-        model=f"{RUN}/models/vlm/{{model}}",
+        model=vlm_input,
         tasks=f"{RUN}/data/tasks.parquet",
         questions=f"{RUN}/steering/questions.parquet",
     output:
@@ -66,9 +66,9 @@ rule steer:
     benchmark:
         f"{BENCH}/steer-{{model}}.tsv"
     resources:
-        gpu=RES["gpu_generate"],
-        mem_mb=RES["mem_mb_generate"],
-        runtime=RES["runtime_generate"],
+        gpu=gpu_resources("gpu"),
+        mem_mb=gpu_resources("mem_mb"),
+        runtime=gpu_resources("runtime"),
     threads: config["threads"]
     conda:
         "../../environment.yml"
@@ -80,7 +80,7 @@ rule steer:
 rule steer_sweep:
     # The fidelity / accuracy trade-off over steering layer and strength, on one model.
     input:
-        model=f"{RUN}/models/vlm/{{model}}",
+        model=vlm_input,
         tasks=f"{RUN}/data/tasks.parquet",
         questions=f"{RUN}/steering/questions.parquet",
     output:
@@ -92,9 +92,9 @@ rule steer_sweep:
     benchmark:
         f"{BENCH}/steer_sweep-{{model}}.tsv"
     resources:
-        gpu=RES["gpu_generate"],
-        mem_mb=RES["mem_mb_generate"],
-        runtime=RES["runtime_generate"],
+        gpu=gpu_resources("gpu"),
+        mem_mb=gpu_resources("mem_mb"),
+        runtime=gpu_resources("runtime"),
     threads: config["threads"]
     conda:
         "../../environment.yml"
@@ -144,65 +144,68 @@ rule steer_tables:
         " --questions {input.questions} --out-dir {params.out_dir} > {log} 2>&1"
 
 
-rule cka:
-    # Figure 2, centre and right: layer-by-layer CKA between two models (linear below the
-    # diagonal, RBF above), over image positions and over text positions.
-    input:
-        model_a=f"{RUN}/models/vlm/{CKA_A}",
-        model_b=f"{RUN}/models/vlm/{CKA_B}",
-        corpus=f"{RUN}/data/corpus",
-    output:
-        f"{RUN}/tables/cka.csv",
-    params:
-        **params_of("seed", "languages", "steering.cka_models", "steering.cka_images"),
-        names=f"{CKA_A} {CKA_B}",
-        images=lambda w, input: os.path.join(input.corpus, "images.npy"),
-    log:
-        f"{LOGS}/cka.log",
-    benchmark:
-        f"{BENCH}/cka.tsv"
-    resources:
-        gpu=RES["gpu_generate"],
-        mem_mb=RES["mem_mb_generate"],
-        runtime=RES["runtime_generate"],
-    threads: config["threads"]
-    conda:
-        "../../environment.yml"
-    shell:
-        "$IFL_PYTHON -m ifl.cli --config {params.cfg} cka --model-a {input.model_a} --model-b {input.model_b}"
-        " --names {params.names} --images {params.images} --out {output} > {log} 2>&1"
+# One pair of models compared and one model projected (the audit preset compares every pair
+# and projects every model: audit.smk).
+if PRESET != "audit":
 
+    rule cka:
+        # Figure 2, centre and right: layer-by-layer CKA between two models (linear below the
+        # diagonal, RBF above), over image positions and over text positions.
+        input:
+            model_a=f"{RUN}/models/vlm/{CKA_A}",
+            model_b=f"{RUN}/models/vlm/{CKA_B}",
+            corpus=f"{RUN}/data/corpus",
+        output:
+            f"{RUN}/tables/cka.csv",
+        params:
+            **params_of("seed", "languages", "steering.cka_models", "steering.cka_images"),
+            names=f"{CKA_A} {CKA_B}",
+            images=lambda w, input: os.path.join(input.corpus, "images.npy"),
+        log:
+            f"{LOGS}/cka.log",
+        benchmark:
+            f"{BENCH}/cka.tsv"
+        resources:
+            gpu=RES["gpu_generate"],
+            mem_mb=RES["mem_mb_generate"],
+            runtime=RES["runtime_generate"],
+        threads: config["threads"]
+        conda:
+            "../../environment.yml"
+        shell:
+            "$IFL_PYTHON -m ifl.cli --config {params.cfg} cka --model-a {input.model_a} --model-b {input.model_b}"
+            " --names {params.names} --images {params.images} --out {output} > {log} 2>&1"
 
-rule projection:
-    # Figure 2, left: image tokens and the question tokens of every language embedded jointly in
-    # 2-D (UMAP, or t-SNE), at the input, the steering layer and the last layer.
-    input:
-        model=f"{RUN}/models/vlm/{PROJECTION_MODEL}",
-        tasks=f"{RUN}/data/tasks.parquet",
-    output:
-        points=f"{RUN}/tables/projection.csv",
-        gap=f"{RUN}/tables/modality_gap.csv",
-    params:
-        **params_of(
-            "seed",
-            "steering.layer",
-            "steering.benchmarks",
-            "steering.projection",
-            "steering.projection_model",
-            "steering.projection_points",
-        ),
-        name=PROJECTION_MODEL,
-    log:
-        f"{LOGS}/projection.log",
-    benchmark:
-        f"{BENCH}/projection.tsv"
-    resources:
-        gpu=RES["gpu_generate"],
-        mem_mb=RES["mem_mb_generate"],
-        runtime=RES["runtime_generate"],
-    threads: config["threads"]
-    conda:
-        "../../environment.yml"
-    shell:
-        "$IFL_PYTHON -m ifl.cli --config {params.cfg} project --model {input.model} --name {params.name}"
-        " --tasks {input.tasks} --out {output.points} --gap-out {output.gap} > {log} 2>&1"
+    rule projection:
+        # Figure 2, left: image tokens and the question tokens of every language embedded jointly in
+        # 2-D (UMAP, or t-SNE), at the input, the steering layer and the last layer.
+        input:
+            model=f"{RUN}/models/vlm/{PROJECTION_MODEL}",
+            tasks=f"{RUN}/data/tasks.parquet",
+        output:
+            points=f"{RUN}/tables/projection.csv",
+            gap=f"{RUN}/tables/modality_gap.csv",
+        params:
+            **params_of(
+                "seed",
+                "steering.layer",
+                "steering.benchmarks",
+                "steering.projection",
+                "steering.projection_model",
+                "steering.projection_points",
+            ),
+            name=PROJECTION_MODEL,
+        log:
+            f"{LOGS}/projection.log",
+        benchmark:
+            f"{BENCH}/projection.tsv"
+        resources:
+            gpu=RES["gpu_generate"],
+            mem_mb=RES["mem_mb_generate"],
+            runtime=RES["runtime_generate"],
+        threads: config["threads"]
+        conda:
+            "../../environment.yml"
+        shell:
+            "$IFL_PYTHON -m ifl.cli --config {params.cfg} project --model {input.model} --name {params.name}"
+            " --tasks {input.tasks} --out {output.points} --gap-out {output.gap} > {log} 2>&1"

@@ -1,4 +1,7 @@
 # Language identification of every reply (the proxy the DSL estimator debiases).
+# Without a gold sample (`gold.enabled: false`) every estimate is the LID proxy's, not debiased.
+GOLD_ON = config["gold"].get("enabled", True)
+GOLD_ANNOTATED = {"annotated": f"{RUN}/gold/annotated.csv"} if GOLD_ON else {}
 
 
 rule measure:
@@ -38,52 +41,53 @@ rule judge:
         " --out {output} > {log} 2>&1"
 
 
-rule gold_sample:
-    # Appendix B: the stratified gold sample and its blank annotation sheet.
-    input:
-        measured=f"{RUN}/measured.parquet",
-        tasks=f"{RUN}/data/tasks.parquet",
-    output:
-        sample=f"{RUN}/gold/sample.parquet",
-        sheet=f"{RUN}/gold/sheet.csv",
-    params:
-        **params_of("seed", "gold.size", "gold.multipliers"),
-    log:
-        f"{LOGS}/gold_sample.log",
-    conda:
-        "../../environment.yml"
-    shell:
-        "$IFL_PYTHON -m ifl.cli --config {params.cfg} gold-sample --measured {input.measured}"
-        " --tasks {input.tasks} --out {output.sample} --sheet {output.sheet} > {log} 2>&1"
+if GOLD_ON:
 
+    rule gold_sample:
+        # Appendix B: the stratified gold sample and its blank annotation sheet.
+        input:
+            measured=f"{RUN}/measured.parquet",
+            tasks=f"{RUN}/data/tasks.parquet",
+        output:
+            sample=f"{RUN}/gold/sample.parquet",
+            sheet=f"{RUN}/gold/sheet.csv",
+        params:
+            **params_of("seed", "gold.size", "gold.multipliers"),
+        log:
+            f"{LOGS}/gold_sample.log",
+        conda:
+            "../../environment.yml"
+        shell:
+            "$IFL_PYTHON -m ifl.cli --config {params.cfg} gold-sample --measured {input.measured}"
+            " --tasks {input.tasks} --out {output.sample} --sheet {output.sheet} > {log} 2>&1"
 
-rule gold_annotate:
-    # The organism's oracle fills the sheet; with `gold.annotator: sheet` the completed sheet at
-    # `gold.sheet` is validated and imported (the job stops, saying which file to annotate).
-    input:
-        sample=f"{RUN}/gold/sample.parquet",
-        sheet=f"{RUN}/gold/sheet.csv",
-        tasks=f"{RUN}/data/tasks.parquet",
-    output:
-        f"{RUN}/gold/annotated.csv",
-    params:
-        **params_of("gold.annotator", "gold.sheet"),
-    log:
-        f"{LOGS}/gold_annotate.log",
-    conda:
-        "../../environment.yml"
-    shell:
-        "$IFL_PYTHON -m ifl.cli --config {params.cfg} gold-annotate --sample {input.sample}"
-        " --sheet {input.sheet} --tasks {input.tasks} --out {output} > {log} 2>&1"
-        " || (tail -n 1 {log} >&2; exit 1)"
+    rule gold_annotate:
+        # The organism's oracle fills the sheet; with `gold.annotator: sheet` the completed sheet at
+        # `gold.sheet` is validated and imported (the job stops, saying which file to annotate).
+        input:
+            sample=f"{RUN}/gold/sample.parquet",
+            sheet=f"{RUN}/gold/sheet.csv",
+            tasks=f"{RUN}/data/tasks.parquet",
+        output:
+            f"{RUN}/gold/annotated.csv",
+        params:
+            **params_of("gold.annotator", "gold.sheet"),
+        log:
+            f"{LOGS}/gold_annotate.log",
+        conda:
+            "../../environment.yml"
+        shell:
+            "$IFL_PYTHON -m ifl.cli --config {params.cfg} gold-annotate --sample {input.sample}"
+            " --sheet {input.sheet} --tasks {input.tasks} --out {output} > {log} 2>&1"
+            " || (tail -n 1 {log} >&2; exit 1)"
 
 
 rule labelled:
     input:
         measured=f"{RUN}/measured.parquet",
         judged=f"{RUN}/judged.parquet",
-        annotated=f"{RUN}/gold/annotated.csv",
         tasks=f"{RUN}/data/tasks.parquet",
+        **GOLD_ANNOTATED,
     output:
         f"{RUN}/labelled.parquet",
     params:
@@ -94,5 +98,5 @@ rule labelled:
         "../../environment.yml"
     shell:
         "$IFL_PYTHON -m ifl.cli --config {params.cfg} labelled --measured {input.measured}"
-        " --judged {input.judged} --annotated {input.annotated} --tasks {input.tasks}"
+        " --judged {input.judged}" + (" --annotated {input.annotated}" if GOLD_ON else "") + " --tasks {input.tasks}"
         " --out {output} > {log} 2>&1"

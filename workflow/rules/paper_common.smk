@@ -1,6 +1,6 @@
 # The paper preset's set-up (included instead of the organism's data, translate, train and
-# generate rules): the hub assets the config names, where they are staged, and the helpers of
-# workflow/rules/paper_*.smk. A staged repository is a directory plus a marker file written
+# generate rules; the audit preset includes it too): the hub assets the config names, where they
+# are staged, and the helpers of workflow/rules/paper_*.smk. A staged repository is a directory plus a marker file written
 # last (ifl.download); the marker is what the rules depend on.
 from ifl import paper as _paper
 from ifl.download import MARKER
@@ -13,7 +13,7 @@ except ValueError as _err:
     sys.exit(1)
 RES_DIR = config["resources_dir"]
 STAGED = {key: _paper.marker(config, key) for key in ASSETS}
-TRAIN_CFG = config["training"]
+TRAIN_CFG = config.get("training", {})  # the audit preset trains nothing
 
 
 def staged(key):
@@ -68,16 +68,3 @@ def instructions(wildcards):
     return f"{RUN}/data/instruct-{wildcards.lang}.json"
 
 
-# --- generation (paper_generate.smk) ---
-def generate_model(wildcards):
-    """A grid VLM's trained directory, or a released VLM's staged marker."""
-    if wildcards.model in GRID:
-        return f"{RUN}/models/vlm/{wildcards.model}"
-    return staged(f"model:{wildcards.model}")
-
-
-def generate_target(wildcards):
-    """What `paper-generate --model` loads: the directory, or the registry name."""
-    if wildcards.model in GRID:
-        return f"{RUN}/models/vlm/{wildcards.model}"
-    return config["models"][wildcards.model]["registry"]

@@ -1,6 +1,6 @@
 # The paper preset's data: NLLB translation of VisIT-Bench and of the stage-2 instructions
 # (sharded GPU jobs, each resumable), the task table of the four real benchmarks, and the
-# images CKA compares.
+# images CKA compares. The audit preset uses the benchmarks' rules only.
 
 
 rule visit:
@@ -37,30 +37,11 @@ rule segments_visit:
         " --out {output} > {log} 2>&1"
 
 
-rule segments_instruct:
-    # The unique sentences of mix665k's turns (its prompts repeat hundreds of thousands of times).
-    input:
-        staged("dataset:llava-instruct"),
-    output:
-        f"{RUN}/translate/instruct/segments.parquet",
-    params:
-        **params_of("training_data.instruct"),
-    log:
-        f"{LOGS}/segments-instruct.log",
-    resources:
-        mem_mb=RES["mem_mb_translate"],
-    conda:
-        "../../environment.yml"
-    shell:
-        "$IFL_PYTHON -m ifl.cli --config {params.cfg} paper-segments --corpus instruct"
-        " --out {output} > {log} 2>&1"
-
-
 rule translate:
     # One NLLB shard of one corpus into one language; finished batches survive a kill.
     input:
         segments=f"{RUN}/translate/{{corpus}}/segments.parquet",
-        model=staged("model:translator"),
+        model=lambda w: staged("model:translator"),
     output:
         f"{RUN}/translate/{{corpus}}/{{lang}}/shard-{{shard}}.parquet",
     wildcard_constraints:
@@ -84,26 +65,6 @@ rule translate:
         " --out {output} > {log} 2>&1"
 
 
-rule instruct:
-    # mix665k in another language, in LLaVA's JSON format (stage 2 of the grid's zh/de VLMs).
-    input:
-        data=staged("dataset:llava-instruct"),
-        shards=lambda w: translation_shards("instruct", w.lang),
-    output:
-        f"{RUN}/data/instruct-{{lang}}.json",
-    params:
-        **params_of("training_data.instruct"),
-    log:
-        f"{LOGS}/instruct-{{lang}}.log",
-    resources:
-        mem_mb=RES["mem_mb_translate"],
-    conda:
-        "../../environment.yml"
-    shell:
-        "$IFL_PYTHON -m ifl.cli --config {params.cfg} paper-instruct --lang {wildcards.lang}"
-        " --shards {input.shards} --out {output} > {log} 2>&1"
-
-
 rule tasks:
     # Table 2's tasks: MaXM, PALO's LLaVA-Bench, VisIT-Bench (+ NLLB translations), MultiQ.
     input:
@@ -124,18 +85,59 @@ rule tasks:
         " > {log} 2>&1"
 
 
-rule corpus:
-    # The images the CKA rule compares (images.npy, the organism corpus's contract), drawn from
-    # LLaVA-Pretrain's images.
-    input:
-        staged("dataset:llava-pretrain"),
-    output:
-        directory(f"{RUN}/data/corpus"),
-    params:
-        **params_of("seed", "steering.cka_images", "training_data.pretrain"),
-    log:
-        f"{LOGS}/corpus.log",
-    conda:
-        "../../environment.yml"
-    shell:
-        "$IFL_PYTHON -m ifl.cli --config {params.cfg} paper-cka-images --out {output} > {log} 2>&1"
+# The grid's training data and the images CKA compares (the audit trains nothing and draws
+# its CKA images from the benchmarks, audit.smk).
+if PRESET == "paper":
+
+    rule segments_instruct:
+        # The unique sentences of mix665k's turns (its prompts repeat hundreds of thousands of times).
+        input:
+            staged("dataset:llava-instruct"),
+        output:
+            f"{RUN}/translate/instruct/segments.parquet",
+        params:
+            **params_of("training_data.instruct"),
+        log:
+            f"{LOGS}/segments-instruct.log",
+        resources:
+            mem_mb=RES["mem_mb_translate"],
+        conda:
+            "../../environment.yml"
+        shell:
+            "$IFL_PYTHON -m ifl.cli --config {params.cfg} paper-segments --corpus instruct"
+            " --out {output} > {log} 2>&1"
+
+    rule instruct:
+        # mix665k in another language, in LLaVA's JSON format (stage 2 of the grid's zh/de VLMs).
+        input:
+            data=staged("dataset:llava-instruct"),
+            shards=lambda w: translation_shards("instruct", w.lang),
+        output:
+            f"{RUN}/data/instruct-{{lang}}.json",
+        params:
+            **params_of("training_data.instruct"),
+        log:
+            f"{LOGS}/instruct-{{lang}}.log",
+        resources:
+            mem_mb=RES["mem_mb_translate"],
+        conda:
+            "../../environment.yml"
+        shell:
+            "$IFL_PYTHON -m ifl.cli --config {params.cfg} paper-instruct --lang {wildcards.lang}"
+            " --shards {input.shards} --out {output} > {log} 2>&1"
+
+    rule corpus:
+        # The images the CKA rule compares (images.npy, the organism corpus's contract), drawn from
+        # LLaVA-Pretrain's images.
+        input:
+            staged("dataset:llava-pretrain"),
+        output:
+            directory(f"{RUN}/data/corpus"),
+        params:
+            **params_of("seed", "steering.cka_images", "training_data.pretrain"),
+        log:
+            f"{LOGS}/corpus.log",
+        conda:
+            "../../environment.yml"
+        shell:
+            "$IFL_PYTHON -m ifl.cli --config {params.cfg} paper-cka-images --out {output} > {log} 2>&1"

@@ -1,25 +1,26 @@
-# Replies of the released VLMs (`models:`) and of the trained grid VLMs to every task in both
-# conditions, each in its checkpoint's own prompt format; shards resume independently.
+# Replies of the released VLMs (`models:`), of the trained grid VLMs or of the audited VLMs to
+# every task in both conditions, each in its checkpoint's own prompt format; shards resume
+# independently.
 
 
 rule generate:
     input:
-        model=generate_model,
+        model=vlm_input,
         tasks=f"{RUN}/data/tasks.parquet",
     output:
         f"{RUN}/generations/{{model}}/shard-{{shard}}.parquet",
     params:
         **params_of("seed", "generate"),
         shards=SHARDS_N,
-        target=generate_target,
+        target=vlm_path,
     log:
         f"{LOGS}/generate-{{model}}-{{shard}}.log",
     benchmark:
         f"{BENCH}/generate-{{model}}-{{shard}}.tsv"
     resources:
-        gpu=RES["gpu_generate"],
-        mem_mb=RES["mem_mb_generate"],
-        runtime=RES["runtime_generate"],
+        gpu=gpu_resources("gpu"),
+        mem_mb=gpu_resources("mem_mb"),
+        runtime=gpu_resources("runtime"),
     threads: config["threads"]
     conda:
         "../../environment.yml"

@@ -37,6 +37,7 @@ def _prevalence(a, cfg):
         splits=d["splits"],
         learner=d["learner"],
         seed=cfg["seed"],
+        debias=cfg["gold"].get("enabled", True),
     )
     for name, table in tables.items():
         write_csv(table, Path(a.out_dir) / name)
@@ -111,6 +112,7 @@ def _organism_report(a, cfg):
     ("--bench-dir", {"default": None}),
     ("--steering", {"default": None}),
     ("--remedies", {"default": None}),
+    ("--audit", {"default": None}),
     ("--out", REQ),
 )
 def _summary(a, cfg):
@@ -133,6 +135,10 @@ def _summary(a, cfg):
         from ifl.remedies import remedies_summary
 
         summary["remedies"] = remedies_summary(pd.read_csv(a.remedies))
+    if a.audit:
+        from ifl.audit_report import audit_summary
+
+        summary["beyond_llava"] = audit_summary(pd.read_csv(a.audit))
     write_json(summary, a.out)
 
 

@@ -33,14 +33,18 @@ def _steer_questions(a, cfg):
     ("--out", REQ),
 )
 def _steer(a, cfg):
-    """Steered replies of one model: the Table 5 runs (remedy) or the layer x strength sweep."""
+    """Steered replies of one model: the Table 5 runs (remedy) or the layer x strength sweep,
+    prompted in the checkpoint's own chat template."""
     from ifl import generate
+    from ifl.models.families import checkpoint_dir
     from ifl.models.layers import num_layers
+    from ifl.models.registry import entry_from_config, make_prompter
     from ifl.steering.plan import remedy_runs, sweep_runs
     from ifl.steering.run import run_steering, steerable_tasks
 
     st = cfg["steering"]
     model, processor = generate.load_vlm(a.model, from_config(cfg))
+    prompter = make_prompter(entry_from_config(checkpoint_dir(a.model)), processor)
     n = num_layers(model)
     if a.study == "remedy":
         runs, benchmarks = remedy_runs(st, n), st["benchmarks"]
@@ -55,6 +59,7 @@ def _steer(a, cfg):
         runs,
         a.out,
         model_name=a.name,
+        prompter=prompter,
         **generate.settings(cfg),
     )
 
@@ -137,19 +142,17 @@ def _project(a, cfg):
     from ifl.io import write_csv
     from ifl.models.layers import num_layers
     from ifl.represent.points import project_tokens, projection_tasks
-    from ifl.steering.plan import resolve_layer
+    from ifl.steering.plan import projection_layers
 
     st = cfg["steering"]
     tasks = projection_tasks(pd.read_parquet(a.tasks), st["benchmarks"])
     model, processor = generate.load_vlm(a.model, from_config(cfg))
-    n = num_layers(model)
-    # state index k = the output of decoder layer k - 1 (0 = the input embeddings)
-    steer_state = resolve_layer(st["layer"], n) + 1
+    steer_state, layers = projection_layers(st["layer"], num_layers(model))
     coords, gaps = project_tokens(
         model,
         processor,
         tasks,
-        sorted({0, steer_state, n}),
+        layers,
         max_per_group=st["projection_points"],
         method=st["projection"],
         seed=cfg["seed"],

@@ -78,21 +78,24 @@ def _gold_annotate(a, cfg):
     "labelled",
     ("--measured", REQ),
     ("--judged", REQ),
-    ("--annotated", REQ),
+    ("--annotated", {"default": None}),
     ("--tasks", REQ),
     ("--out", REQ),
 )
 def _labelled(a, cfg):
-    """Every reply with its proxies, inclusion probability and gold labels (DSL's input)."""
+    """Every reply with its proxies, inclusion probability and gold labels (DSL's input; without
+    ``--annotated``, gold.enabled false, no row is annotated)."""
     from ifl.annotate import read_annotated
     from ifl.io import write_parquet
-    from ifl.labels import assemble, oracle_truth
+    from ifl.labels import assemble, oracle_truth, unannotated
 
     measured, tasks = pd.read_parquet(a.measured), pd.read_parquet(a.tasks)
     g = cfg["gold"]
-    df = assemble(
-        measured, tasks, read_annotated(a.annotated), size=g["size"], multipliers=g["multipliers"]
-    )
+    if a.annotated is None:
+        df = unannotated(measured, tasks)
+    else:
+        sheet = read_annotated(a.annotated)
+        df = assemble(measured, tasks, sheet, size=g["size"], multipliers=g["multipliers"])
     df = df.merge(pd.read_parquet(a.judged), on="row_id", how="left", validate="one_to_one")
     if g["annotator"] == "oracle":
         df = oracle_truth(df, tasks)

@@ -1,9 +1,11 @@
 """One place that knows where the decoder stack of a model lives.
 
 transformers 5 moved the LLaVA language model to ``model.model.language_model`` (a base model
-with ``.layers``); transformers 4 had it at ``model.language_model`` (a causal LM whose
-``.model`` has the layers). Plain causal LMs keep it at ``model.model``. Every other module of
-the package goes through these helpers, so a layout change is fixed here only.
+with ``.layers``), as in LLaVA-NeXT, LLaVA-OneVision, Qwen2.5-VL, Qwen3-VL, Gemma 3, Mistral 3
+and InternVL; Idefics3 and SmolVLM call it ``model.model.text_model``; transformers 4 had the
+LLaVA one at ``model.language_model`` (a causal LM whose ``.model`` has the layers). Plain
+causal LMs keep it at ``model.model``. Every other module of the package goes through these
+helpers, so a layout change is fixed here only.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from torch import nn
 
 # Attribute paths tried in order; the first that ends in a module with a ModuleList `.layers` wins.
 _CANDIDATE_PATHS: tuple[tuple[str, ...], ...] = (
-    ("model", "language_model"),  # LLaVA, transformers 5
+    ("model", "language_model"),  # LLaVA, transformers 5, and most VLM families
+    ("model", "text_model"),  # Idefics3, SmolVLM
     ("language_model",),  # LLaVA-like models exposing the base LM directly
     ("language_model", "model"),  # LLaVA, transformers 4 (language_model is a causal LM)
     ("model",),  # *ForCausalLM
@@ -30,7 +33,7 @@ def _resolve(model: nn.Module, path: tuple[str, ...]) -> nn.Module | None:
 
 
 def language_model(model: nn.Module) -> nn.Module:
-    """The decoder stack (embeddings, decoder layers, final norm) of a LLaVA or causal LM.
+    """The decoder stack (embeddings, decoder layers, final norm) of a VLM or causal LM.
 
     Raises:
         ValueError: if no known attribute path leads to a module with a ``layers`` ModuleList.
@@ -44,7 +47,7 @@ def language_model(model: nn.Module) -> nn.Module:
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The decoder layers of a Llama-, Mistral- or Gemma-based LLaVA or causal LM (0-based)."""
+    """The decoder layers of the language model of a VLM or causal LM (0-based)."""
     return language_model(model).layers
 
 

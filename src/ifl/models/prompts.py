@@ -34,6 +34,12 @@ def prompt(question: str, *, image: bool, description: str | None = None) -> str
     return f"USER: {question} ASSISTANT:"
 
 
+def render(question: str, image: bool, description: str | None) -> str:
+    """:func:`prompt` as a prompter ``(question, image, description) -> prompt`` (the shape of
+    :func:`ifl.models.registry.make_prompter`'s): the organism's format."""
+    return prompt(question, image=image, description=description)
+
+
 def target(answer: str, eos: str = "</s>") -> str:
     """The assistant's reply as trained: a leading space, the answer, end of sequence."""
     return f" {answer}{eos}"

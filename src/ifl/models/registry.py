@@ -9,7 +9,7 @@ Prompts come from the chat template the checkpoint ships (the processor's for th
 checkpoints, the tokenizer's for Intel/llava-gemma-2b) and fall back to the entry's
 ``template`` when there is none. Processor quirks of checkpoints converted before transformers
 expanded image tokens in the processor (no ``patch_size``, no ``num_additional_image_tokens``)
-are repaired from the model config by :func:`fix_processor`.
+are repaired from the model config by :func:`ifl.models.families.fix_processor`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ LLAVA_TEMPLATE = "USER: {content} ASSISTANT:"
 GEMMA_TEMPLATE = "<start_of_turn>user\n{content}<end_of_turn>\n<start_of_turn>model\n"
 KINDS = ("vlm", "llm", "vision", "translation")
 CHAT_SOURCES = ("processor", "tokenizer", "none")
-# Vision towers whose hidden states start with a CLS token (dropped by the "default" strategy).
-_CLS_TOWERS = frozenset({"clip_vision_model", "clip", "dinov2"})
 
 
 @dataclass(frozen=True)
@@ -132,10 +130,12 @@ def get(name: str) -> ModelEntry:
 
 
 def entry_from_config(path: str | Path) -> ModelEntry:
-    """An ad-hoc entry for a local LLaVA checkpoint not in the registry (e.g. a trained grid VLM).
+    """An ad-hoc entry for a local checkpoint not in the registry (a trained grid VLM, or any
+    VLM of :mod:`ifl.models.families`).
 
-    The architecture is read from ``config.json``; the prompt falls back to LLaVA-1.5's format
-    (Gemma's for a Gemma language model).
+    The architecture is read from ``config.json``. The prompt comes from the checkpoint's chat
+    template; a LLaVA without one falls back to LLaVA-1.5's format (Gemma's, from the
+    tokenizer, for a LLaVA on a Gemma language model).
     """
     config_path = Path(path) / "config.json"
     if not config_path.is_file():
@@ -143,7 +143,7 @@ def entry_from_config(path: str | Path) -> ModelEntry:
     config = json.loads(config_path.read_text(encoding="utf-8"))
     text = (config.get("text_config") or {}).get("model_type", config.get("model_type", ""))
     vision = (config.get("vision_config") or {}).get("model_type", "")
-    gemma = text.startswith("gemma")
+    gemma = text.startswith("gemma") and config.get("model_type") == "llava"  # LLaVA-Gemma
     return ModelEntry(
         name=Path(path).name,
         hub_id=str(path),
@@ -181,25 +181,6 @@ def resolve(
     return entry, path
 
 
-def load_kwargs(
-    device: Any, dtype: Any = None, *, trust_remote_code: bool = False
-) -> dict[str, Any]:
-    """``from_pretrained`` keyword arguments: bf16 and accelerate placement on CUDA, fp32 on CPU.
-
-    On CUDA, ``device_map`` lets accelerate place the layers: ``"auto"`` spreads a model over
-    every visible GPU (a 13B model in bf16 needs ~27 GB), an indexed device pins it there.
-    """
-    import torch
-
-    device = torch.device(device)
-    if dtype is None:
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": trust_remote_code}
-    if device.type == "cuda":
-        kwargs["device_map"] = "auto" if device.index is None else {"": device.index}
-    return kwargs
-
-
 def load_pretrained(
     entry_or_path: ModelEntry | str | Path,
     device: Any,
@@ -211,64 +192,24 @@ def load_pretrained(
     """Load a staged VLM and its processor, ready for left-padded batched generation.
 
     ``entry_or_path`` is a :class:`ModelEntry`, a registry name or hub id (looked up under
-    ``resources/models``), or the directory of any LLaVA checkpoint. The model is loaded with
-    ``AutoModelForImageTextToText`` (``LlavaForConditionalGeneration`` for LLaVA configs), in
-    bf16 with accelerate's ``device_map`` on CUDA and fp32 on the CPU unless ``dtype`` or
-    ``device_map`` say otherwise; ``trust_remote_code`` only when the entry opts in.
+    ``resources/models``), or the directory of any checkpoint of a supported family
+    (:mod:`ifl.models.families`). The model is loaded with ``AutoModelForImageTextToText``
+    (``LlavaForConditionalGeneration`` for LLaVA configs), in bf16 with accelerate's
+    ``device_map`` on CUDA and fp32 on the CPU unless ``dtype`` or ``device_map`` say otherwise;
+    ``trust_remote_code`` only when the entry opts in.
 
     Returns:
         ``(model, processor)`` with the model in eval mode and the processor repaired by
-        :func:`fix_processor`.
+        :func:`ifl.models.families.fix_processor`.
     """
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from ifl.models.families import load_vlm
 
     entry, path = resolve(entry_or_path, resources)
     if entry.kind != "vlm":
         raise ValueError(f"load_pretrained loads VLMs; {entry.name!r} is a {entry.kind} checkpoint")
-    kwargs = load_kwargs(device, dtype, trust_remote_code=entry.trust_remote_code)
-    if device_map is not None:
-        kwargs["device_map"] = device_map
-    model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
-    if "device_map" not in kwargs:
-        model = model.to(torch.device(device))
-    processor = AutoProcessor.from_pretrained(path, trust_remote_code=entry.trust_remote_code)
-    fix_processor(processor, model.config)
-    return model.eval(), processor
-
-
-def fix_processor(processor: Any, config: Any) -> Any:
-    """Repair a LlavaProcessor from the model config, in place (and return it).
-
-    Fills ``patch_size`` and ``vision_feature_select_strategy`` when the processor config lacks
-    them (the processor then cannot expand ``<image>``), counts the CLS token of CLIP and
-    DINOv2 towers in ``num_additional_image_tokens``, pads on the left, and gives the tokenizer
-    a pad token.
-
-    Raises:
-        ValueError: if the processor's image token id differs from the model's.
-    """
-    vision = getattr(config, "vision_config", None)
-    if vision is not None:
-        if getattr(processor, "patch_size", None) is None:
-            processor.patch_size = vision.patch_size
-        if getattr(processor, "vision_feature_select_strategy", None) is None:
-            processor.vision_feature_select_strategy = config.vision_feature_select_strategy
-        if getattr(vision, "model_type", "") in _CLS_TOWERS and not getattr(
-            processor, "num_additional_image_tokens", 0
-        ):
-            processor.num_additional_image_tokens = 1
-        token_id = getattr(processor, "image_token_id", None)
-        expected = getattr(config, "image_token_id", None)
-        if token_id is not None and expected is not None and token_id != expected:
-            raise ValueError(
-                f"processor image token id {token_id} differs from the model's image_token_id {expected}"
-            )
-    tokenizer = getattr(processor, "tokenizer", processor)
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return processor
+    return load_vlm(
+        path, device, dtype, device_map=device_map, trust_remote_code=entry.trust_remote_code
+    )
 
 
 def user_content(question: str, *, image: bool, description: str | None = None) -> str:

@@ -10,13 +10,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from ifl.models.prompts import prompt
+from ifl.models.prompts import render as organism_prompt
 from ifl.represent.cka import cka_heatmap, triangle_mask
 from ifl.represent.hidden import pooled_states
 from ifl.world.items import detail_instruction
 
 if TYPE_CHECKING:
     import torch
+
+    from ifl.generate import Prompter
 
 
 def cka_table(
@@ -40,10 +42,12 @@ def cka_table(
     )
 
 
-def cka_prompts(n: int, languages: Sequence[str]) -> list[str]:
-    """``n`` image prompts asking "Describe this image in detail." in ``languages`` in turn."""
+def cka_prompts(n: int, languages: Sequence[str], prompter: Prompter | None = None) -> list[str]:
+    """``n`` image prompts asking "Describe this image in detail." in ``languages`` in turn, in
+    the format of ``prompter`` (None: the organism's)."""
+    render = prompter or organism_prompt
     langs = list(languages) or ["en"]
-    return [prompt(detail_instruction(langs[i % len(langs)]), image=True) for i in range(n)]
+    return [render(detail_instruction(langs[i % len(langs)]), True, None) for i in range(n)]
 
 
 def pooled_layers(

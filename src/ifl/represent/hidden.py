@@ -1,4 +1,4 @@
-"""Hidden states of a LLaVA (or causal LM) per layer and position, pooled states, storage.
+"""Hidden states of a VLM (or causal LM) per layer and position, pooled states, storage.
 
 Layer 0 is the input of the first decoder layer, i.e. the merged input embeddings (in
 transformers 5 Gemma's sqrt(hidden) scale lives in its embedding module, so it applies to token
@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ifl.models.families import image_batch, image_token_id, own_positions
 from ifl.models.layers import decoder_layers, language_model
 
 POOL_POSITIONS = ("image", "text", "all")
@@ -52,19 +53,13 @@ def _encode(
 ) -> dict[str, torch.Tensor]:
     kwargs: dict[str, Any] = {"text": list(prompts), "return_tensors": "pt", "padding": True}
     if images is not None:
-        kwargs["images"] = list(images)
+        kwargs["images"] = image_batch(images)
     enc = processor(**kwargs)
-    device = _device(model)
-    return {k: v.to(device) for k, v in enc.items() if isinstance(v, torch.Tensor)}
-
-
-def _image_token_id(model: nn.Module) -> int | None:
-    config = getattr(model, "config", None)
-    for name in ("image_token_id", "image_token_index"):
-        value = getattr(config, name, None)
-        if value is not None:
-            return int(value)
-    return None
+    device, dtype = _device(model), next(model.parameters()).dtype
+    out = {k: v.to(device) for k, v in enc.items() if isinstance(v, torch.Tensor)}
+    if "pixel_values" in out:  # the vision tower's dtype (bf16 on CUDA)
+        out["pixel_values"] = out["pixel_values"].to(dtype)
+    return out
 
 
 def _modalities(model: nn.Module, processor: Any, input_ids: torch.Tensor) -> np.ndarray:
@@ -74,7 +69,7 @@ def _modalities(model: nn.Module, processor: Any, input_ids: torch.Tensor) -> np
     codes = np.zeros(ids.shape, dtype=np.int8)
     specials = torch.tensor(sorted(set(getattr(tok, "all_special_ids", []))), dtype=ids.dtype)
     codes[torch.isin(ids, specials).numpy()] = 2
-    image_id = _image_token_id(model)
+    image_id = image_token_id(model)
     if image_id is not None:
         codes[(ids == image_id).numpy()] = 1
     return codes
@@ -119,7 +114,7 @@ def input_embeddings(
         pass
     finally:
         handle.remove()
-    image_id = _image_token_id(model)
+    image_id = image_token_id(model)
     ids = enc["input_ids"]
     mask = ids == image_id if image_id is not None else torch.zeros_like(ids, dtype=torch.bool)
     return captured["embeds"].float().cpu(), mask.cpu()
@@ -141,7 +136,8 @@ def _layer_states(model: nn.Module, enc: dict[str, torch.Tensor]) -> list[torch.
 
         return hook
 
-    if "attention_mask" in enc:  # position ids from the mask, as generate() makes them
+    if "attention_mask" in enc and not own_positions(model):
+        # position ids from the mask, as generate() makes them (Qwen-VL makes its own)
         mask = enc["attention_mask"]
         enc = {**enc, "position_ids": (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)}
     handles = [layers[0].register_forward_pre_hook(first_input, with_kwargs=True)]

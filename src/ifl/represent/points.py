@@ -11,12 +11,14 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ifl.models.prompts import prompt
+from ifl.models.prompts import render as organism_prompt
 from ifl.represent.hidden import hidden_states
 from ifl.represent.projections import project_points
 
 if TYPE_CHECKING:
     import torch
+
+    from ifl.generate import Prompter
 
 # Items per language whose tokens enter the 2-D projection (all of them on the organism).
 TASKS_PER_LANGUAGE = 24
@@ -25,11 +27,11 @@ TASKS_PER_LANGUAGE = 24
 def projection_tasks(
     tasks: pd.DataFrame, benchmarks: Sequence[str], per_language: int = TASKS_PER_LANGUAGE
 ) -> pd.DataFrame:
-    """The first ``per_language`` tasks of ``benchmarks`` in every language, English first
-    (image tokens are taken from the first language's prompts)."""
-    tasks = tasks[tasks["benchmark"].isin(benchmarks)]
+    """The first ``per_language`` image tasks of ``benchmarks`` in every language, English
+    first (image tokens are taken from the first language's prompts)."""
+    tasks = tasks[tasks["benchmark"].isin(list(benchmarks)) & tasks["image"].notna()]
     if tasks.empty:
-        raise ValueError(f"no tasks in steering.benchmarks {benchmarks}")
+        raise ValueError(f"no image tasks in steering.benchmarks {list(benchmarks)}")
     order = tasks.assign(_en=tasks["language"] != "en").sort_values(
         ["_en", "language", "task_id"], kind="stable"
     )
@@ -78,8 +80,10 @@ def token_points(
     layers: Sequence[int],
     *,
     batch_size: int = 8,
+    prompter: Prompter | None = None,
 ) -> tuple[pd.DataFrame, dict[int, np.ndarray]]:
-    """States of image tokens and question tokens of the image-condition prompts of ``tasks``.
+    """States of image tokens and question tokens of the image-condition prompts of ``tasks``
+    (in the format of ``prompter``; None: the organism's).
 
     Image tokens come from the inputs of one language only (``tasks``' first): before the
     question in the prompt, their states do not depend on it. Returns ``meta`` (``modality``:
@@ -91,7 +95,7 @@ def token_points(
     metas, arrays = [], {int(layer): [] for layer in layers}
     for start in range(0, len(tasks), batch_size):
         chunk = tasks.iloc[start : start + batch_size]
-        prompts = [prompt(q, image=True) for q in chunk["question"]]
+        prompts = [(prompter or organism_prompt)(q, True, None) for q in chunk["question"]]
         images = [np.asarray(Image.open(p).convert("RGB")) for p in chunk["image"]]
         out = hidden_states(model, processor, prompts, images, batch_size=len(prompts))
         meta = out["meta"]

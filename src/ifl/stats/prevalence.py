@@ -105,13 +105,13 @@ def _estimate_cells(
     *,
     surrogate: str,
     oracle: str | None,
+    debias: bool = True,
     **dsl_kwargs,
 ) -> pd.DataFrame:
-    """DSL, naive-proxy and (optionally) oracle estimates of the ``prefix`` terms of ``formula``."""
-    results = [
-        dsl(design, formula, surrogate=surrogate, **dsl_kwargs),
-        naive_proxy(design, formula, surrogate=surrogate),
-    ]
+    """DSL (when ``debias``: there is a gold sample), naive-proxy and (optionally) oracle
+    estimates of the ``prefix`` terms of ``formula``."""
+    results = [dsl(design, formula, surrogate=surrogate, **dsl_kwargs)] if debias else []
+    results.append(naive_proxy(design, formula, surrogate=surrogate))
     if oracle is not None:
         results.append(naive_proxy(design, formula, surrogate=oracle))
         results[-1].method = "oracle"
@@ -130,12 +130,13 @@ def ifl_by_cell(
     splits: int = 1,
     learner: str = "logistic",
     seed: int = 0,
+    debias: bool = True,
 ) -> pd.DataFrame:
     """IFL per cell of ``by``: DSL, the naive proxy estimate and, when given, the oracle truth.
 
     ``oracle`` names a column with the true outcome for every row (the organism knows it); its
     row is least squares on all rows, the estimate DSL should recover. Text-only tasks are left
-    out (:func:`paired_rows`).
+    out (:func:`paired_rows`). ``debias=False`` (no gold sample) gives the naive proxy's only.
     """
     design, keys, rhs = _cell_design(paired_rows(labelled), by)
     return _estimate_cells(
@@ -146,6 +147,7 @@ def ifl_by_cell(
         "i",
         surrogate=surrogate,
         oracle=oracle,
+        debias=debias,
         pi=pi,
         n_folds=folds,
         n_splits=splits,
@@ -166,10 +168,11 @@ def mean_by_cell(
     splits: int = 1,
     learner: str = "logistic",
     seed: int = 0,
+    debias: bool = True,
 ) -> pd.DataFrame:
     """Mean outcome per cell of ``by`` (e.g. Figure 3's fidelity per model and condition), over
     the tasks asked in both conditions (:func:`paired_rows`), so that the image and text means
-    of a model differ by its IFL."""
+    of a model differ by its IFL. ``debias=False`` (no gold sample): the naive proxy's only."""
     design, keys, _ = _cell_design(paired_rows(labelled), by)
     rhs = " + ".join(["0", *[f"c{k}" for k in range(len(keys))]])
     return _estimate_cells(
@@ -180,6 +183,7 @@ def mean_by_cell(
         "c",
         surrogate=surrogate,
         oracle=oracle,
+        debias=debias,
         pi=pi,
         n_folds=folds,
         n_splits=splits,
@@ -259,21 +263,23 @@ def prevalence_tables(
     splits: int,
     learner: str,
     seed: int,
+    debias: bool = True,
 ) -> dict[str, pd.DataFrame]:
     """The DSL tables of a run by file name: IFL per model x benchmark and per language, fidelity
     per model x condition (each with the oracle's truth where the organism has it), and Table 4
     for the query languages zh and de, over the design ``grid``'s models only (the paper
-    preset's released VLMs are not in it)."""
+    preset's released VLMs are not in it). ``debias=False`` (no gold sample, gold.enabled
+    false): the naive proxy's estimates only, and no Table 4 rows (it is DSL on the gold sample).
+    """
     kw = {"folds": folds, "splits": splits, "learner": learner, "seed": seed}
     oracle = "fidelity_oracle" if "fidelity_oracle" in labelled.columns else None
+    est = {"oracle": oracle, "debias": debias, **kw}
     tables = {
-        "ifl.csv": ifl_by_cell(labelled, by=("model", "benchmark"), oracle=oracle, **kw),
-        "ifl_by_language.csv": ifl_by_cell(labelled, by=("language",), oracle=oracle, **kw),
-        "fidelity_by_condition.csv": mean_by_cell(
-            labelled, by=("model", "condition"), oracle=oracle, **kw
-        ),
+        "ifl.csv": ifl_by_cell(labelled, by=("model", "benchmark"), **est),
+        "ifl_by_language.csv": ifl_by_cell(labelled, by=("language",), **est),
+        "fidelity_by_condition.csv": mean_by_cell(labelled, by=("model", "condition"), **est),
     }
-    in_grid = labelled[labelled["model"].isin(grid)]
+    in_grid = labelled[labelled["model"].isin(grid)] if debias else labelled.iloc[:0]
     rows = []
     for target in ("zh", "de"):
         if target not in set(in_grid["language"]):

@@ -47,6 +47,11 @@ def variants(steering: Mapping[str, Any]) -> list[str]:
 
 
 def _grid_names(cfg: Mapping[str, Any]) -> list[str]:
+    """The models the analyses may name: the design grid's, or the audited ones."""
+    if cfg.get("preset") == "audit":
+        from ifl.audit import audit_models
+
+        return [m.name for m in audit_models(cfg)]
     return [vlm_name(e) for e in cfg["grid"]]
 
 
@@ -54,18 +59,21 @@ def _check_models(names: Sequence[str], grid: Sequence[str], key: str) -> list[s
     for name in names:
         if name not in grid:
             raise ValueError(
-                f"steering.{key}: {name!r} is not a grid model; allowed: {', '.join(grid)}"
+                f"steering.{key}: {name!r} is not a model of this run; allowed: {', '.join(grid)}"
             )
     return list(names)
 
 
 def steer_models(cfg: Mapping[str, Any]) -> list[str]:
     """Grid VLMs that are steered: ``steering.models``, or those trained on English data (the
-    paper steers four English-trained LLaVAs), or the first grid model if none is."""
+    paper steers four English-trained LLaVAs), or the first grid model if none is. In the audit
+    preset: ``steering.models``, or every audited model."""
     grid = _grid_names(cfg)
     chosen = cfg["steering"].get("models")
     if chosen:
         return _check_models(chosen, grid, "models")
+    if cfg.get("preset") == "audit":
+        return grid
     english = [vlm_name(e) for e in cfg["grid"] if e["data"] == "en"]
     return english or grid[:1]
 
@@ -113,6 +121,14 @@ def resolve_layer(layer: int | None, n_layers: int) -> int:
     if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < n_layers:
         raise ValueError(f"steering layer {layer!r} is outside 0..{n_layers - 1} for this model")
     return layer
+
+
+def projection_layers(layer: int | None, n_layers: int) -> tuple[int, list[int]]:
+    """The state index of the steering layer and the states projected in 2-D: the input
+    embeddings (0), the steering layer's output and the last layer's (state ``k`` = output of
+    decoder layer ``k - 1``)."""
+    steer_state = resolve_layer(layer, n_layers) + 1
+    return steer_state, sorted({0, steer_state, n_layers})
 
 
 def sweep_layers(layers: Sequence[int] | None, n_layers: int) -> list[int]:

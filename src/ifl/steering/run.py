@@ -25,6 +25,8 @@ from ifl.world.items import detail_instruction
 if TYPE_CHECKING:  # torch is imported where models run, so that the tables stay light
     import torch
 
+    from ifl.generate import Prompter
+
 log = logging.getLogger(__name__)
 
 
@@ -121,12 +123,17 @@ def steering_context(
 
 
 def steer_queries(
-    tasks: pd.DataFrame, questions: pd.DataFrame | None, selection: str, conditions: Sequence[str]
+    tasks: pd.DataFrame,
+    questions: pd.DataFrame | None,
+    selection: str,
+    conditions: Sequence[str],
+    prompter: Prompter | None = None,
 ) -> pd.DataFrame:
-    """Queries of ``tasks`` in ``conditions`` with the ``steer_language`` of every row."""
+    """Queries of ``tasks`` in ``conditions`` with the ``steer_language`` of every row, in the
+    format of ``prompter`` (None: the organism's LLaVA-1.5 format)."""
     from ifl.generate import queries
 
-    q = queries(tasks, tuple(conditions))
+    q = queries(tasks, tuple(conditions), prompter)
     detected = None
     if selection == "auto":
         if questions is None:
@@ -167,8 +174,11 @@ def run_steering(
     temperature: float = 1.0,
     seed: int = 0,
     model_name: str = "",
+    prompter: Prompter | None = None,
 ) -> pd.DataFrame:
     """Generate every run's steered replies and write them, concatenated, to ``out_path``.
+
+    ``prompter`` renders the queries in the checkpoint's own format (None: the organism's).
 
     Each run is checkpointed under ``<out>.runs/`` (and within it by :func:`ifl.generate.run`),
     so an interrupted job resumes. An ``auto`` run only generates the rows whose detected
@@ -190,7 +200,7 @@ def run_steering(
         reduce, positions = parse_variant(run.variant)
         if (run.layer, reduce) not in cache:
             cache[(run.layer, reduce)] = language_vectors(model, tok, langs, run.layer, reduce)
-        q = steer_queries(tasks, questions, run.selection, run.conditions)
+        q = steer_queries(tasks, questions, run.selection, run.conditions, prompter)
         reused = q.iloc[:0]
         twin = next(
             (
