@@ -13,7 +13,7 @@ RUN_NAME = $(shell sed -n 's/^run_name:[[:space:]]*\([^[:space:]#]*\).*/\1/p' $(
 export HF_HUB_OFFLINE ?= 1
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help install lock browser book test lint smoke bench clean
+.PHONY: help install lock browser book test lint smoke bench recipe clean
 .DEFAULT_GOAL := help
 
 help: ## list the targets
@@ -72,6 +72,9 @@ bench: $(STAMP) ## run the benchmarks under benchmarks/; figures to benchmarks/r
 	  { echo "# $$(date -u +%F) on $$(nproc) cores:$$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"; \
 	    $(PY) $$b; } | tee benchmarks/records/$$n.txt.part && mv benchmarks/records/$$n.txt.part benchmarks/records/$$n.txt \
 	  || { rm -f benchmarks/records/$$n.txt.part; exit 1; }; done
+
+recipe: $(STAMP) ## rerun the organism recipe's search from a finished run (~20 core-minutes; shown in the book)
+	$(PY) benchmarks/recipe_search.py
 
 clean: ## remove results, logs and the built book (keeps .venv)
 	rm -rf results logs book/_build .snakemake

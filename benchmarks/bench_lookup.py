@@ -16,7 +16,13 @@ Accuracy is on 500 fresh examples after a full schedule of each step budget (cha
 when the model picks any value in context), beside the number of examples of each short-question
 kind in the organism's stage 2 (from the config).
 
+``--backbones`` adds pretrained LMs (by default the run's: the induction checkpoint, the base LM
+and the backbones under ``results/organism/models``): the sequential lookup zero-shot, with
+their own vocabulary (keys and values are distinct random ordinary tokens after ``<s>``), which
+they pass only if the induction head of their copy-task phase survived the dialogue pretraining.
+
     .venv/bin/python benchmarks/bench_lookup.py --steps 125 250 500 1000 2000
+    .venv/bin/python benchmarks/bench_lookup.py --modes --backbones results/organism/models/llm/*
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from transformers import LlamaForCausalLM
 from ifl import config as config_mod
 from ifl.data.organism import KINDS, VISUAL_FAMILIES
 from ifl.models.tiny import llama_config
+from ifl.organism_report import llm_lookup
 from ifl.train.loop import fit
 
 KEYS, VALUES, FILLER = np.arange(100, 140), np.arange(500, 540), np.array([950, 951, 952])
@@ -84,10 +91,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "config.yaml"))
     ap.add_argument("--steps", type=int, nargs="+", default=[125, 250, 500, 1000, 2000])
-    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    ap.add_argument("--modes", nargs="*", default=list(MODES), choices=MODES)
+    ap.add_argument(
+        "--backbones",
+        nargs="*",
+        default=None,
+        help="pretrained LM folders (zero-shot); default: the run's, when it has any",
+    )
     a = ap.parse_args()
     torch.set_num_threads(1)
-    organism = config_mod.load(a.config)["organism"]
+    cfg = config_mod.load(a.config)
+    organism = cfg["organism"]
+    if a.backbones is None:
+        models = Path(a.config).resolve().parent / "results" / cfg["run_name"] / "models"
+        found = [models / "induction", models / "base_llm", *sorted(models.glob("llm/*"))]
+        a.backbones = [d for d in found if (d / "config.json").is_file()]
     arch, stage2 = organism["llm"], organism["stage2"]
     short = VISUAL_FAMILIES["short"] / sum(VISUAL_FAMILIES.values())
     visual = 1 - organism["text_only_share"]
@@ -103,6 +121,11 @@ def main() -> None:
         accs = [lookup_accuracy(mode, s, arch) for s in a.steps]
         cells = " ".join(f"{acc:>11.2f}" for acc in accs)
         print(f"{mode:<12} {cells}   {time.perf_counter() - t0:7.0f}", flush=True)
+    if a.backbones:
+        table = llm_lookup(a.backbones)
+        print("pipeline backbones, sequential lookup zero-shot (4 pairs, n=500):")
+        for r in table.itertuples():
+            print(f"  {r.checkpoint:<12} {r.accuracy:.3f}")
 
 
 if __name__ == "__main__":

@@ -13,12 +13,14 @@ from ifl.organism_report import (
     accuracy_by_kind,
     accuracy_by_language,
     lid_rates,
-    llm_text_accuracy_by_kind,
-    llm_text_fidelity,
+    llm_lookup,
+    llm_text_replies,
+    llm_text_table,
     loss_curves,
     reply_languages,
     run_span,
     vision_probe,
+    vlm_fidelity,
 )
 from ifl.world.oracle import oracle_language
 
@@ -148,24 +150,56 @@ def test_reply_languages_shares_per_model_and_condition():
         reply_languages(labelled, language="fr")
 
 
-def test_llm_text_tables_aggregate_replies_per_language_and_kind():
+def test_llm_text_table_aggregates_replies_per_language_and_kind():
     replies = pd.DataFrame(
         {
             "backbone": ["yi"] * 4 + ["leo"] * 2,
-            "language": ["en", "zh", "zh", "de", "en", "de"],
-            "kind": ["colour", "colour", "shape", "colour", "colour", "shape"],
+            "language": ["en", "zh", "zh", "zh", "en", "de"],
+            "kind": ["colour", "colour", "colour", "shape", "colour", "shape"],
             "faithful": [True, True, False, True, True, True],
-            "correct": [True, False, False, True, False, True],
+            "correct": [True, False, True, False, False, True],
         }
     )
-    fid = llm_text_fidelity(replies).set_index(["backbone", "language"])
-    assert fid.loc[("yi", "zh"), "fidelity"] == 0.5 and fid.loc[("yi", "zh"), "n"] == 2
-    assert fid.loc[("yi", "en"), "accuracy"] == 1.0
-    # German is outside yi's mix: its row counts for fidelity but not for the per-kind accuracy.
-    kind = llm_text_accuracy_by_kind(replies, {"yi": ["en", "zh"], "leo": ["en", "de"]})
-    kind = kind.set_index(["backbone", "kind"])
-    assert kind.loc[("yi", "colour"), "accuracy"] == 0.5 and kind.loc[("yi", "colour"), "n"] == 2
-    assert kind.loc[("leo", "shape"), "accuracy"] == 1.0
+    out = llm_text_table(replies).set_index(["backbone", "language", "kind"])
+    assert len(out) == 5
+    row = out.loc[("yi", "zh", "colour")]
+    assert (row["accuracy"], row["fidelity"], row["n"]) == (0.5, 0.5, 2)
+    assert out.loc[("leo", "de", "shape"), "accuracy"] == 1.0
+
+
+def test_vlm_fidelity_is_the_oracle_mean_without_intervention():
+    labelled = pd.DataFrame(
+        {
+            "model": ["m"] * 5,
+            "benchmark": ["MaXM"] * 5,
+            "language": ["de"] * 5,
+            "condition": ["text", "text", "image", "image", "text"],
+            "intervention": ["none"] * 4 + ["steer"],
+            "fidelity_oracle": [1.0, 0.0, 0.0, 0.0, 1.0],
+        }
+    )
+    out = vlm_fidelity(labelled).set_index("condition")
+    assert out.loc["text", "fidelity"] == 0.5 and out.loc["text", "n"] == 2
+    assert out.loc["image", "fidelity"] == 0.0
+
+
+def test_llm_text_replies_and_lookup_on_a_tiny_lm(tmp_path):
+    # Plumbing on an untrained LM: one row per check, judged by the oracle; lookup in [0, 1].
+    from ifl.models.tiny import build_llm, train_tokenizer
+    from ifl.world.tasks import text_checks
+
+    checks = text_checks(["en", "de"], 2, seed=5)
+    tok = train_tokenizer((checks["description"] + " " + checks["question"]).tolist(), 400)
+    build_llm(tok, {"hidden": 16, "layers": 1, "heads": 2, "intermediate": 32}, 0).save_pretrained(
+        tmp_path / "lm"
+    )
+    tok.save_pretrained(tmp_path / "lm")
+    replies = llm_text_replies(tmp_path / "lm", checks, backbone="lm", max_new_tokens=2)
+    assert len(replies) == len(checks) == 16
+    assert list(replies["language"]) == list(checks["language"])
+    assert replies["faithful"].dtype == bool and replies["correct"].dtype == bool
+    look = llm_lookup([tmp_path / "lm"], n=50)
+    assert look.loc[0, "checkpoint"] == "lm" and 0.0 <= look.loc[0, "accuracy"] <= 1.0
 
 
 @pytest.mark.parametrize("patch", [8, 16])
@@ -184,3 +218,34 @@ def test_vision_probe_reads_colour_from_a_random_vit(tmp_path, patch):
     assert acc["colour"] > 0.9 and ((acc >= 0) & (acc <= 1)).all()
     with pytest.raises(ValueError, match="300 images but 2 scenes"):
         vision_probe(tmp_path / "clip", render_scenes(scenes, 32), scenes[:2])
+
+
+def test_organism_summary_pools_cells_by_their_counts(tmp_path):
+    from ifl.summary import organism_summary
+
+    tables = {
+        "organism_accuracy.csv": {"model": ["m"], "accuracy": [0.5]},
+        "organism_accuracy_language.csv": {
+            "model": ["m"] * 3, "language": ["de", "de", "en"], "condition": ["image", "text", "text"],
+            "own": [True, True, False], "accuracy": [0.75, 1.0, 0.0], "n": [100, 100, 100],
+        },
+        "organism_llm_text.csv": {
+            "backbone": ["leo"] * 2, "language": ["de"] * 2, "kind": ["colour", "shape"],
+            "accuracy": [1.0, 0.5], "fidelity": [1.0, 0.9], "n": [100, 300],
+        },
+        "organism_llm_lookup.csv": {"checkpoint": ["leo"], "accuracy": [0.98]},
+        "organism_vlm_fidelity.csv": {
+            "model": ["m"] * 3, "benchmark": ["MaXM", "VisIT", "MaXM"], "language": ["de"] * 3,
+            "condition": ["text", "text", "image"], "fidelity": [1.0, 0.0, 0.2], "n": [30, 10, 40],
+        },
+        "organism_lid.csv": {"language": ["de"], "kind": ["description"], "rate": [1.0]},
+        "organism_probe.csv": {"encoder": ["clip"], "attribute": ["colour"], "accuracy": [0.9]},
+    }  # fmt: skip
+    for name, cols in tables.items():
+        pd.DataFrame(cols).to_csv(tmp_path / name, index=False)
+    out = organism_summary(tmp_path, None)
+    assert out["vlm_accuracy_own"] == {"m": {"image": 0.75, "text": 1.0}}
+    assert out["vlm_text_fidelity"] == {"m": {"de": 0.75}}  # (30 * 1 + 10 * 0) / 40
+    assert out["llm_text_accuracy"] == {"leo": {"de": 0.625}}  # (100 + 150) / 400
+    assert out["llm_text_fidelity"] == {"leo": {"de": 0.925}}
+    assert out["llm_lookup"] == {"leo": 0.98} and "minutes_total" not in out

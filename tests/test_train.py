@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 from _organism_fixtures import IMAGE_SIZE, LANGUAGES, LLM_ARCH, N_IMAGE_TOKENS, Organism, organism
 from PIL import Image
 from safetensors.torch import load_file
@@ -23,11 +24,18 @@ from ifl.data.organism import (
     visual_instructions,
     visual_items,
 )
-from ifl.models.prompts import IMAGE_TOKEN, prompt, target
+from ifl.models.prompts import IMAGE_TOKEN, followup, prompt, target
 from ifl.models.tiny import train_tokenizer
 from ifl.train.batches import LengthBatches, collate, encode, labelled_counts, lengths
 from ifl.train.loop import cosine_lr, fit
-from ifl.train.organism import pixel_tensor, pretrain_llm, stage2, target_loss
+from ifl.train.organism import (
+    pixel_tensor,
+    pretrain_induction,
+    pretrain_llm,
+    stage2,
+    target_loss,
+    thin_labels,
+)
 
 torch.set_num_threads(1)
 CPU = torch.device("cpu")
@@ -63,38 +71,73 @@ def _changed(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> set[str]
 # --- determinism -------------------------------------------------------------------------------
 
 
-def test_pretrain_llm_is_bit_identical_for_a_seed(org: Organism, tmp_path: Path) -> None:
-    mix = dict.fromkeys(LANGUAGES, 1.0)
+COPY_TASK = {"steps": 3, "batch_size": 4, "lr": 1e-3, "length": 16, "min_span": 2, "max_span": 6}
+DIALOGUES = {**SCHEDULE, "turns": 2, "answer_weight": 1.0, "lm_fraction": 0.5, "copy_weight": 0.5,
+             "copy_batch": 2}  # fmt: skip
 
-    def train(name: str, seed: int) -> Path:
-        pretrain_llm(org.tokenizer_dir, org.scenes, mix, LLM_ARCH, SCHEDULE, tmp_path / name,
-                     seed=seed, device=CPU)  # fmt: skip
+
+def test_induction_then_dialogues_are_bit_identical_for_a_seed(
+    org: Organism, tmp_path: Path
+) -> None:
+    def induction(name: str, seed: int) -> Path:
+        pretrain_induction(org.tokenizer_dir, LLM_ARCH, COPY_TASK, tmp_path / name, seed=seed,
+                           device=CPU)  # fmt: skip
         return tmp_path / name
 
-    a, b, other = train("a", 3), train("b", 3), train("other", 4)
-    _assert_same_checkpoint(a, b)
-    assert _changed(_weights(a), _weights(other))  # the seed matters, so the check can fail
+    a, other = induction("ia", 3), induction("iother", 4)
+    _assert_same_checkpoint(a, induction("ib", 3))
+    assert _changed(_weights(a), _weights(other))
     curve = pd.read_csv(a / "loss.csv")
+    # the lookup probe is measured after the last step (and every 100)
+    assert curve["lookup"].notna().tolist() == [False, False, True]
+
+    def dialogues(name: str, seed: int) -> Path:
+        pretrain_llm(a, org.scenes, dict.fromkeys(LANGUAGES, 1.0), DIALOGUES, COPY_TASK,
+                     tmp_path / name, seed=seed, device=CPU)  # fmt: skip
+        return tmp_path / name
+
+    d = dialogues("da", 3)
+    _assert_same_checkpoint(d, dialogues("db", 3))
+    assert _changed(_weights(d), _weights(dialogues("dother", 4)))
+    assert _changed(_weights(a), _weights(d))
+    curve = pd.read_csv(d / "loss.csv")
     assert len(curve) == SCHEDULE["steps"] and np.isfinite(curve["loss"]).all()
 
 
-def test_pretrain_llm_curriculum_runs_first_on_small_scenes(org: Organism, tmp_path: Path) -> None:
-    assert any(len(s.objects) == 1 for s in org.scenes), "the fixture needs a single-object scene"
-    schedule = {**SCHEDULE, "loss": "answer", "curriculum": {"steps": 2, "max_objects": 1}}
-    mix = {"en": 1.0}
-    pretrain_llm(org.tokenizer_dir, org.scenes, mix, LLM_ARCH, schedule, tmp_path / "c",
-                 seed=0, device=CPU)  # fmt: skip
-    curve = pd.read_csv(tmp_path / "c" / "loss.csv")
-    assert list(curve["stage"]) == ["pretrain-llm-curriculum"] * 2 + ["pretrain-llm"] * 3
-    assert list(curve["step"]) == [0, 1, 2, 3, 4]  # one axis across both phases
-    # The objective differs from the default (all tokens, no curriculum), so do the weights.
-    pretrain_llm(org.tokenizer_dir, org.scenes, mix, LLM_ARCH, SCHEDULE, tmp_path / "d",
-                 seed=0, device=CPU)  # fmt: skip
-    assert _changed(_weights(tmp_path / "c"), _weights(tmp_path / "d"))
-    few = [s for s in org.scenes if len(s.objects) > 1]
-    with pytest.raises(ValueError, match="no scene has at most 1 objects"):
-        pretrain_llm(org.tokenizer_dir, few, mix, LLM_ARCH, schedule, tmp_path / "e",
-                     seed=0, device=CPU)  # fmt: skip
+def test_thin_labels_keep_the_answers_and_reweight_a_sample_of_the_rest() -> None:
+    labels = torch.arange(4000).reshape(2, 2000)
+    answer = torch.zeros(2, 2000, dtype=torch.bool)
+    answer[:, -100:] = True
+    batch = {"labels": labels, "answer": answer}
+    thin = thin_labels(batch, 0.25, np.random.default_rng(0))
+    kept = thin["labels"] != -100
+    assert kept[answer].all()
+    assert abs(float(kept[~answer].float().mean()) - 0.25) < 0.03
+    assert (thin["weight"][answer] == 1).all() and (thin["weight"][~answer] == 4).all()
+    assert thin_labels(batch, 1.0, np.random.default_rng(0)) is batch
+    with pytest.raises(ValueError, match="lm_fraction must lie in .*got 0"):
+        thin_labels(batch, 0, np.random.default_rng(0))
+
+
+def test_answer_weight_adds_the_mean_over_the_answers(org: Organism, tok) -> None:
+    from transformers import LlamaForCausalLM
+
+    from ifl.models.tiny import build_llm
+
+    model: LlamaForCausalLM = build_llm(tok, LLM_ARCH, 0).eval()
+    enc = encode(tok, ["USER: a b ASSISTANT:"] * 2, [["red", followup("and?"), "no"], "blue"])
+    batch = collate(enc, np.arange(2), tok.pad_token_id, loss_on_prompt=True)
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        ce = F.cross_entropy(logits[:, :-1].transpose(1, 2), batch["labels"][:, 1:],
+                             reduction="none", ignore_index=-100)  # fmt: skip
+        labelled, on_answer = batch["labels"][:, 1:] != -100, batch["answer"][:, 1:]
+        expected = ce[labelled].mean() + 2.0 * ce[on_answer].mean()
+        ours = target_loss(model, batch, answer_weight=2.0)
+    assert torch.allclose(ours, expected, rtol=1e-5)
+    # the replies are answers; the follow-up question between them is labelled but is not
+    n_tokens = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in ("red", "no")]
+    assert int(on_answer[0].sum()) == sum(n_tokens) < int(labelled[0].sum())
 
 
 def test_stage2_is_bit_identical_for_a_seed(org: Organism, tmp_path: Path) -> None:
@@ -283,6 +326,23 @@ def test_fit_minimises_a_quadratic_reproducibly() -> None:
     assert c1["loss"].iloc[-1] < c1["loss"].iloc[0] / 100
 
 
+def test_fit_probes_every_n_steps_and_after_the_last() -> None:
+    w = torch.nn.Parameter(torch.zeros(1))
+    calls = []
+
+    def probe() -> float:
+        calls.append(float(w.detach()))
+        return float(len(calls))
+
+    probes = {"n": probe, "pair": lambda: {"a": 1.0, "b": 2.0}}
+    curve = fit([w], lambda rng: ((w - 1) ** 2).sum(), steps=7, lr=0.1, seed=0, desc="probe",
+                probes=probes, probe_every=3)  # fmt: skip
+    assert list(curve.columns) == ["stage", "step", "loss", "n", "pair.a", "pair.b"]
+    assert curve["n"].tolist()[2::3] == [1.0, 2.0] and curve["n"].iloc[-1] == 3.0
+    assert curve["n"].notna().tolist() == [False, False, True, False, False, True, True]
+    assert (curve["pair.b"].dropna() == 2.0).all() and len(calls) == 3
+
+
 def test_fit_raises_on_a_nan_loss() -> None:
     w = torch.nn.Parameter(torch.ones(2))
     calls = []
@@ -317,3 +377,40 @@ def test_tokenizer_keeps_words_whole_in_every_script() -> None:
         cats = [(w, [unicodedata.category(c) for c in w]) for w in words]
         word = next(w for w, c in cats if {x[0] for x in c} <= {"L", "M"} and {"Mn", "Mc"} & set(c))
         assert len(tok(" " + word, add_special_tokens=False)["input_ids"]) == 1, (lang, word)
+
+
+def test_unspaced_pieces_let_the_tokenizer_see_chinese_and_thai_words() -> None:
+    """Without the pieces, BPE merges a whole Chinese clause (object, size, colour, place) into
+    one token; with them a description is a sequence of word tokens, and the colour word of the
+    description is a token of its own that a question can point at."""
+    from ifl.world.items import describe
+    from ifl.world.lexicon import unspaced_pieces
+
+    pieces = unspaced_pieces()
+    assert "红色" in pieces and "红色的" not in pieces  # a concatenation of pieces is left out
+    lengths = [len(p) for p in pieces]
+    assert len(pieces) == len(set(pieces)) and lengths == sorted(lengths, reverse=True)
+    scenes = sample_scenes(300, 0)
+    dialogues = text_dialogues(scenes, {"en": 1.0, "zh": 1.0, "th": 1.0}, 3000, 0)
+    lines = (dialogues["prompt"] + dialogues["target"]).tolist()
+    plain, split = train_tokenizer(lines, 2000), train_tokenizer(lines, 2000, pieces=pieces)
+    for lang in ("zh", "th"):
+        text = describe(scenes[0], lang)
+        n_plain = len(plain(text, add_special_tokens=False)["input_ids"])
+        ids = split(text, add_special_tokens=False)["input_ids"]
+        assert split.decode(ids) == text
+        assert len(ids) > 2 * n_plain, (lang, len(ids), n_plain)
+    description = describe(scenes[0], "zh")
+    colour = next(w for w in ("红色", "蓝色", "绿色", "黄色") if w in description)
+    (token,) = split.tokenize(colour)
+    assert token in split.tokenize(description)
+
+
+def test_dialogues_with_turns_alternate_replies_and_follow_ups() -> None:
+    d = text_dialogues(sample_scenes(20, 0), {"de": 1.0}, 10, 0, turns=3)
+    for segments in d["target"]:
+        assert len(segments) == 5
+        assert all(s.endswith("</s>") for s in segments[::2])
+        assert all(s.startswith("USER: ") and s.endswith("ASSISTANT:") for s in segments[1::2])
+    with pytest.raises(ValueError, match="turns=0"):
+        text_dialogues(sample_scenes(2, 0), {"de": 1.0}, 1, 0, turns=0)

@@ -125,7 +125,8 @@ def ifl_finding(summary: Mapping[str, Any], paper_fig1: pd.DataFrame) -> str:
             "those above)."
             if ours
             else "."
-        ),
+        )
+        + _size(cells["estimate"], paper),
         "",
         "| model | IFL per benchmark (DSL) | cells below / above zero |",
         "|---|---|---|",
@@ -135,6 +136,19 @@ def ifl_finding(summary: Mapping[str, Any], paper_fig1: pd.DataFrame) -> str:
         per = ", ".join(f"{r.benchmark} {r.estimate:+.2f}" for r in group.itertuples())
         lines.append(f"| {model} | {per} | {s.count(-1)} / {s.count(1)} of {len(s)} |")
     return "\n".join(lines) + "\n"
+
+
+def _size(ours: pd.Series, paper: pd.Series) -> str:
+    """How large this run's IFL is against the paper's quoted values (medians)."""
+    mine, theirs = float(np.median(ours)), float(np.median(paper)) if len(paper) else 0.0
+    if not theirs or np.sign(mine) != np.sign(theirs):
+        return ""
+    ratio = abs(mine) / abs(theirs)
+    size = "larger" if ratio > 1 else "smaller"
+    return (
+        f" In size, this run's loss is {size}: its median cell is {mine:+.2f}, "
+        f"{ratio:.1f} times the median of the paper's quoted values ({theirs:+.2f})."
+    )
 
 
 def design_comparison(design: pd.DataFrame, paper_t4: pd.DataFrame) -> pd.DataFrame:
@@ -273,11 +287,20 @@ def organism_finding(summary: Mapping[str, Any]) -> str:
     acc = pd.Series(summary.get("organism", {}).get("vlm_accuracy_en_short", {}), dtype=float)
     if acc.empty:
         return ""
+    own = pd.DataFrame(summary["organism"].get("vlm_accuracy_own", {})).T
+    in_own = (
+        f" On short questions in the language of their visual instructions they score "
+        f"{_range(own['image'], '{:.2f}')} with the image and {_range(own['text'], '{:.2f}')} "
+        "with its description."
+        if {"image", "text"} <= set(own.columns)
+        else ""
+    )
     return (
         "**Do the organism's models see?** On English short-answer questions with the image, "
         f"the accuracy of the {_count(len(acc), 'VLM')} is {_range(acc, '{:.2f}')} "
         f"(mean {acc.mean():.2f}; chance is about 1/6 for a colour, 1/4 for a count, 1/2 for "
-        "yes/no). The chapter on the model organism shows how far it is a fair stand-in.\n"
+        f"yes/no).{in_own} The chapter on the model organism checks it against the paper's "
+        "models target by target.\n"
     )
 
 

@@ -1,8 +1,11 @@
 """Quality checks of the model organism: is it a fair stand-in for the paper's models?
 
 * the LID model recognises the world's sentences in each language (``lid_rates``);
-* each LLM backbone answers text-only questions in the query language (``llm_text_fidelity``),
-  and how often it answers them correctly, per question kind (``llm_text_accuracy_by_kind``);
+* each LLM backbone answers text-only questions in the query language, and correctly, per
+  language of its mix and question kind (``llm_text_table``), and reads its context by
+  induction (``llm_lookup``);
+* each VLM answers in the query language when the image is replaced by its description
+  (``vlm_fidelity``);
 * each VLM answers English short questions about its images correctly (``vlm_accuracy``), per
   question kind and condition (``accuracy_by_kind``), and in every query language, its own
   training language included (``accuracy_by_language``);
@@ -15,10 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ifl.models.prompts import prompt
@@ -59,30 +64,29 @@ def lid_rates(identify, languages: Sequence[str], *, n: int = 100, seed: int = 0
 
 
 @torch.inference_mode()
-def llm_text_replies(
-    llm_dir: str | Path,
-    tasks: pd.DataFrame,
-    languages: Sequence[str],
+def text_replies(
+    model: Any,
+    tok: Any,
+    checks: pd.DataFrame,
     *,
-    backbone: str,
     batch_size: int = 32,
     max_new_tokens: int = 8,
-    device: torch.device | None = None,
+    desc: str = "text check",
 ) -> pd.DataFrame:
-    """A text-only backbone's replies on the text condition (description + question), judged by
-    the lexicon oracle: one row per task with ``faithful`` (reply in the query's language) and
+    """A causal LM's greedy replies to ``checks`` (description + question, as in the text
+    condition; :func:`ifl.world.tasks.text_checks`), judged by the lexicon oracle: one row per
+    check with ``language``, ``kind``, ``faithful`` (reply in the query's language) and
     ``correct`` (the answer is right, in any language).
     """
-    tok = AutoTokenizer.from_pretrained(llm_dir)
+    was_training, side = model.training, tok.padding_side
+    model.eval()
     tok.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(llm_dir).to(device or "cpu").eval()
-    sub = tasks[tasks["language"].isin(languages) & (tasks["benchmark"] != "LLaVA-W")]
     prompts = [
         prompt(q, image=False, description=d)
-        for q, d in zip(sub["question"], sub["description"], strict=True)
+        for q, d in zip(checks["question"], checks["description"], strict=True)
     ]
     replies: list[str] = []
-    for i in range(0, len(prompts), batch_size):
+    for i in tqdm(range(0, len(prompts), batch_size), desc=desc, mininterval=5):
         enc = tok(prompts[i : i + batch_size], return_tensors="pt", padding=True).to(model.device)
         out = model.generate(
             **enc,
@@ -92,38 +96,68 @@ def llm_text_replies(
             eos_token_id=tok.eos_token_id,
         )
         replies += tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-    items = [item_from_json(i) for i in sub["item"]]
+    model.train(was_training)
+    tok.padding_side = side
+    items = [item_from_json(i) for i in checks["item"]]
     return pd.DataFrame(
         {
-            "backbone": backbone,
-            "language": sub["language"].to_numpy(),
-            "kind": sub["kind"].to_numpy(),
+            "language": checks["language"].to_numpy(),
+            "kind": checks["kind"].to_numpy(),
             "faithful": [
                 oracle_language(r, hint=lang) == lang
-                for r, lang in zip(replies, sub["language"], strict=True)
+                for r, lang in zip(replies, checks["language"], strict=True)
             ],
             "correct": [oracle_correct(r, it) for r, it in zip(replies, items, strict=True)],
         }
     )
 
 
-def llm_text_fidelity(replies: pd.DataFrame) -> pd.DataFrame:
-    """Fidelity (and accuracy) per backbone and language from :func:`llm_text_replies`."""
-    g = replies.groupby(["backbone", "language"]).agg(
-        fidelity=("faithful", "mean"), accuracy=("correct", "mean"), n=("faithful", "size")
-    )
-    return g.reset_index()[["backbone", "language", "fidelity", "n", "accuracy"]]
-
-
-def llm_text_accuracy_by_kind(
-    replies: pd.DataFrame, mixes: Mapping[str, Sequence[str]]
+def llm_text_replies(
+    llm_dir: str | Path,
+    checks: pd.DataFrame,
+    *,
+    backbone: str,
+    device: torch.device | None = None,
+    **kwargs: Any,
 ) -> pd.DataFrame:
-    """Accuracy per backbone and question kind over the languages of the backbone's mix."""
-    keep = [
-        lang in mixes[b] for b, lang in zip(replies["backbone"], replies["language"], strict=True)
-    ]
-    g = replies[keep].groupby(["backbone", "kind"])["correct"].agg(["mean", "size"])
-    return g.reset_index().rename(columns={"mean": "accuracy", "size": "n"})
+    """:func:`text_replies` of the LM saved in ``llm_dir``, labelled with ``backbone``."""
+    tok = AutoTokenizer.from_pretrained(llm_dir)
+    model = AutoModelForCausalLM.from_pretrained(llm_dir).to(device or "cpu")
+    replies = text_replies(model, tok, checks, desc=f"text check {backbone}", **kwargs)
+    return replies.assign(backbone=backbone)[["backbone", *replies.columns]]
+
+
+def llm_text_table(replies: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy and fidelity per backbone, language and question kind from
+    :func:`llm_text_replies`."""
+    g = replies.groupby(["backbone", "language", "kind"])
+    out = g.agg(accuracy=("correct", "mean"), fidelity=("faithful", "mean"), n=("correct", "size"))
+    return out.reset_index()
+
+
+def llm_lookup(llm_dirs: Sequence[str | Path], *, pairs: int = 4, n: int = 500, seed: int = 0):
+    """Zero-shot sequential key/value lookup (:func:`ifl.train.induction.lookup_accuracy`) of
+    each LM checkpoint: whether it still reads its context by induction."""
+    from transformers import LlamaForCausalLM
+
+    from ifl.train.induction import content_vocab, lookup_accuracy
+
+    rows = []
+    for d in llm_dirs:
+        tok = AutoTokenizer.from_pretrained(d)
+        model = LlamaForCausalLM.from_pretrained(d).eval()
+        acc = lookup_accuracy(
+            model, vocab=content_vocab(tok), bos_id=tok.bos_token_id, pairs=pairs, n=n, seed=seed
+        )
+        rows.append({"checkpoint": Path(d).name, "pairs": pairs, "accuracy": acc, "n": n})
+    return pd.DataFrame(rows)
+
+
+def vlm_fidelity(labelled: pd.DataFrame) -> pd.DataFrame:
+    """Oracle fidelity per model, benchmark, query language and condition (no intervention)."""
+    sub = labelled[labelled["intervention"] == "none"]
+    g = sub.groupby(["model", "benchmark", "language", "condition"])["fidelity_oracle"]
+    return g.agg(fidelity="mean", n="size").reset_index()
 
 
 def _asked(labelled: pd.DataFrame, language: str, benchmark: str) -> pd.DataFrame:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -43,31 +41,60 @@ def prevalence_summary(ifl: pd.DataFrame) -> dict:
     return out
 
 
-def organism_summary(tables: Path, cfg: Mapping[str, Any], bench_dir: str | None) -> dict:
+def organism_summary(tables: Path, bench_dir: str | None) -> dict:
     """The organism's quality figures (summary.json's ``organism``).
 
-    ``llm_text_fidelity`` lists, per backbone, the languages of its pretraining mix;
-    ``lid_rate`` is the LID accuracy on rendered descriptions; ``vision_probe`` the held-out
-    accuracy of linear probes of object attributes from each encoder's features;
-    ``minutes_total`` and ``jobs_timed`` the busy wall time behind the current results and the
-    jobs it covers (:func:`ifl.organism_report.run_span`; idle gaps between reruns left out).
+    Backbones: ``llm_text_fidelity`` and ``llm_text_accuracy`` (short text questions, per
+    language of the backbone's mix), ``llm_lookup`` (zero-shot sequential lookup). VLMs:
+    ``vlm_text_fidelity`` (the text condition, per query language, over every benchmark),
+    ``vlm_accuracy_own`` (short questions in the model's training-data language, per condition)
+    and ``vlm_accuracy_en_short`` (English short questions with the image). ``lid_rate`` is the
+    LID accuracy on rendered descriptions; ``vision_probe`` the held-out accuracy of linear
+    probes of object attributes from each encoder's features; ``minutes_total`` and
+    ``jobs_timed`` the busy wall time behind the current results and the jobs it covers
+    (:func:`ifl.organism_report.run_span`; idle gaps between reruns left out).
     """
     from ifl.organism_report import run_span
 
     acc = pd.read_csv(tables / "organism_accuracy.csv")
-    fid = pd.read_csv(tables / "organism_llm_fidelity.csv")
+    own = pd.read_csv(tables / "organism_accuracy_language.csv")
+    llm = pd.read_csv(tables / "organism_llm_text.csv")
+    lookup = pd.read_csv(tables / "organism_llm_lookup.csv")
+    vlm = pd.read_csv(tables / "organism_vlm_fidelity.csv")
     lid = pd.read_csv(tables / "organism_lid.csv")
     probe = pd.read_csv(tables / "organism_probe.csv")
+
+    def pooled(df: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
+        return (
+            df.assign(hits=df[value] * df["n"])
+            .groupby(keys, as_index=False)[["hits", "n"]]
+            .sum()
+            .assign(value=lambda d: d["hits"] / d["n"])
+        )
+
+    def nested(df: pd.DataFrame, outer: str, inner: str) -> dict:
+        return {
+            k: {r[inner]: _r(r["value"]) for _, r in g.iterrows()}
+            for k, g in df.groupby(outer, sort=True)
+        }
+
+    text = vlm[vlm["condition"] == "text"]
+    mine = own[own["own"]]
     out = {
         "vlm_accuracy_en_short": {r.model: _r(r.accuracy) for r in acc.itertuples()},
-        "llm_text_fidelity": {
-            b: {
-                r.language: _r(r.fidelity)
-                for r in fid[fid["backbone"] == b].itertuples()
-                if r.language in cfg["backbones"][b]["mix"]
-            }
-            for b in sorted(set(fid["backbone"]))
-        },
+        "vlm_accuracy_own": nested(
+            pooled(mine, ["model", "condition"], "accuracy"), "model", "condition"
+        ),
+        "vlm_text_fidelity": nested(
+            pooled(text, ["model", "language"], "fidelity"), "model", "language"
+        ),
+        "llm_text_fidelity": nested(
+            pooled(llm, ["backbone", "language"], "fidelity"), "backbone", "language"
+        ),
+        "llm_text_accuracy": nested(
+            pooled(llm, ["backbone", "language"], "accuracy"), "backbone", "language"
+        ),
+        "llm_lookup": {r.checkpoint: _r(r.accuracy) for r in lookup.itertuples()},
         "lid_rate": {
             r.language: _r(r.rate) for r in lid[lid["kind"] == "description"].itertuples()
         },

@@ -78,18 +78,21 @@ rule summary:
 
 
 rule organism_report:
-    # Is the organism a fair stand-in? LID on its sentences, backbone fidelity, VLM accuracy, losses.
+    # Is the organism a fair stand-in? LID, the LMs' reading and replies, VLM fidelity and accuracy.
     input:
         tasks=f"{RUN}/data/tasks.parquet",
         labelled=f"{RUN}/labelled.parquet",
+        induction=BASE_LMS[0],
+        base=BASE_LMS[1],
         llms=expand(f"{RUN}/models/llm/{{llm}}", llm=LLMS),
         visions=expand(f"{RUN}/models/vision/{{vision}}", vision=VISIONS),
         corpus=f"{RUN}/data/corpus",
         checkpoints=CHECKPOINTS,
     output:
         lid=f"{RUN}/tables/organism_lid.csv",
-        llm=f"{RUN}/tables/organism_llm_fidelity.csv",
-        llm_kind=f"{RUN}/tables/organism_llm_accuracy_kind.csv",
+        llm_text=f"{RUN}/tables/organism_llm_text.csv",
+        llm_lookup=f"{RUN}/tables/organism_llm_lookup.csv",
+        vlm_fidelity=f"{RUN}/tables/organism_vlm_fidelity.csv",
         accuracy=f"{RUN}/tables/organism_accuracy.csv",
         accuracy_kind=f"{RUN}/tables/organism_accuracy_kind.csv",
         accuracy_language=f"{RUN}/tables/organism_accuracy_language.csv",
@@ -97,7 +100,9 @@ rule organism_report:
         probe=f"{RUN}/tables/organism_probe.csv",
         loss=f"{RUN}/tables/organism_loss.csv",
     params:
-        **params_of("seed", "lid", "languages"),
+        **params_of("seed", "lid", "languages", "backbones"),
+        # organism-only keys, read when the job runs (another preset's config may lack them)
+        checks=lambda w: {k: config["organism"][k] for k in ("base_llm", "text_check_per_kind")},
         out_dir=lambda w, output: os.path.dirname(output.lid),
     log:
         f"{LOGS}/organism_report.log",
@@ -107,6 +112,7 @@ rule organism_report:
         "../../environment.yml"
     shell:
         "$IFL_PYTHON -m ifl.cli --config {params.cfg} organism-report --tasks {input.tasks}"
-        " --labelled {input.labelled} --llms {input.llms} --visions {input.visions}"
+        " --labelled {input.labelled} --induction {input.induction} --base {input.base}"
+        " --llms {input.llms} --visions {input.visions}"
         " --corpus {input.corpus} --checkpoints {input.checkpoints}"
         " --out-dir {params.out_dir} > {log} 2>&1"

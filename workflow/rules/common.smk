@@ -97,8 +97,10 @@ def params_of(*keys):
         out[key.replace(".", "_")] = node
     return out
 # Every trained checkpoint (their loss curves go into the organism chapter).
+BASE_LMS = [f"{RUN}/models/induction", f"{RUN}/models/base_llm"]
 CHECKPOINTS = (
-    [f"{RUN}/models/llm/{b}" for b in LLMS]
+    BASE_LMS
+    + [f"{RUN}/models/llm/{b}" for b in LLMS]
     + [f"{RUN}/models/vision/{v}" for v in VISIONS]
     + [f"{RUN}/models/stage1/{llm}-{vision}" for llm, vision in STAGE1_PAIRS]
     + [f"{RUN}/models/vlm/{m}" for m in GRID]
@@ -106,13 +108,15 @@ CHECKPOINTS = (
 PAPER = "book/data/paper"  # the papers' tables, copied into the project
 SPEED = "benchmarks/records"  # what the benchmark scripts printed (`make bench`)
 LOOKUP_RECORD = f"{SPEED}/bench_lookup.txt"  # shown in the organism chapter
+RECIPE_RECORD = f"{SPEED}/recipe_search.csv"  # `make recipe`; the organism chapter draws it
 # Notebooks: the tables each one reads (path parameters) and its parameters from the config.
 NOTEBOOK_TABLES = {
     "00_organism": {
         "tasks_parquet": f"{RUN}/data/tasks.parquet",
         "lid_csv": f"{RUN}/tables/organism_lid.csv",
-        "llm_csv": f"{RUN}/tables/organism_llm_fidelity.csv",
-        "llm_kind_csv": f"{RUN}/tables/organism_llm_accuracy_kind.csv",
+        "llm_text_csv": f"{RUN}/tables/organism_llm_text.csv",
+        "llm_lookup_csv": f"{RUN}/tables/organism_llm_lookup.csv",
+        "vlm_fidelity_csv": f"{RUN}/tables/organism_vlm_fidelity.csv",
         "accuracy_csv": f"{RUN}/tables/organism_accuracy.csv",
         "accuracy_kind_csv": f"{RUN}/tables/organism_accuracy_kind.csv",
         "accuracy_language_csv": f"{RUN}/tables/organism_accuracy_language.csv",
@@ -125,6 +129,7 @@ NOTEBOOK_TABLES = {
         "ifl_csv": f"{RUN}/tables/ifl.csv",
         "by_condition_csv": f"{RUN}/tables/fidelity_by_condition.csv",
         "by_language_csv": f"{RUN}/tables/ifl_by_language.csv",
+        "tasks_parquet": f"{RUN}/data/tasks.parquet",
         "paper_dir": PAPER,
     },
     "03_design_effects": {"design_csv": f"{RUN}/tables/design_effects.csv", "paper_dir": PAPER},
@@ -181,14 +186,15 @@ NOTEBOOK_PARAMS = {
         "paper_dir": PAPER,
     },
     "99_how_built": {"benchmark_dir": BENCH, "speed_dir": SPEED, "rules_dir": "workflow/rules"},
-    "00_organism": {"lookup_record": LOOKUP_RECORD},
+    "00_organism": {"lookup_record": LOOKUP_RECORD, "recipe_csv": RECIPE_RECORD, "config_yaml": CFG},
 }
 # `make bench` writes SPEED outside the DAG: an input of the pages that show its records when
 # it exists (new records rerun them), a plain parameter otherwise.
 if Path(SPEED).is_dir():
     NOTEBOOK_TABLES["99_how_built"]["speed_dir"] = SPEED
-if Path(LOOKUP_RECORD).is_file():
-    NOTEBOOK_TABLES["00_organism"]["lookup_record"] = LOOKUP_RECORD
+for _key, _record in (("lookup_record", LOOKUP_RECORD), ("recipe_csv", RECIPE_RECORD)):
+    if Path(_record).is_file():
+        NOTEBOOK_TABLES["00_organism"][_key] = _record
 # The organism chapter checks the synthetic world: the paper preset has none. The remedies'
 # chapter exists in both presets unless `remedies.enabled` is false.
 REMEDIES_ON = bool(config["remedies"]["enabled"]) and PRESET != "audit"  # the audit trains nothing

@@ -1,5 +1,5 @@
-# Training: tokenizer, LLM backbones, vision encoders, LLaVA stage 1 (per LLM x encoder pair,
-# computed once) and stage 2 (one job per VLM of the design grid).
+# Training: tokenizer, the induction checkpoint and the base LM, LLM backbones, vision encoders,
+# LLaVA stage 1 (per LLM x encoder pair, computed once) and stage 2 (one job per VLM of the grid).
 
 
 rule tokenizer:
@@ -17,15 +17,64 @@ rule tokenizer:
         "$IFL_PYTHON -m ifl.cli --config {params.cfg} tokenizer --corpus {input} --out {output} > {log} 2>&1"
 
 
-rule pretrain_llm:
+rule induction:
+    # The copy task that gives the LM an induction head: the start of every backbone.
+    input:
+        f"{RUN}/models/tokenizer",
+    output:
+        directory(f"{RUN}/models/induction"),
+    params:
+        **params_of("seed", "organism.llm", "organism.induction"),
+    log:
+        f"{LOGS}/induction.log",
+    benchmark:
+        f"{BENCH}/induction.tsv"
+    resources:
+        gpu=RES["gpu_train"],
+        mem_mb=RES["mem_mb_train"],
+        runtime=RES["runtime_train"],
+    threads: config["threads"]
+    conda:
+        "../../environment.yml"
+    shell:
+        "$IFL_PYTHON -m ifl.cli --config {params.cfg} induction --tokenizer {input} --out {output} > {log} 2>&1"
+
+
+rule base_llm:
+    # The base LM (English dialogues, as Llama-2) that every backbone continues from.
     input:
         corpus=f"{RUN}/data/corpus",
-        tokenizer=f"{RUN}/models/tokenizer",
+        init=f"{RUN}/models/induction",
+    output:
+        directory(f"{RUN}/models/base_llm"),
+    params:
+        **params_of("seed", "organism.base_llm", "organism.pretrain_llm", "organism.induction"),
+    log:
+        f"{LOGS}/base_llm.log",
+    benchmark:
+        f"{BENCH}/base_llm.tsv"
+    resources:
+        gpu=RES["gpu_train"],
+        mem_mb=RES["mem_mb_train"],
+        runtime=RES["runtime_train"],
+    threads: config["threads"]
+    conda:
+        "../../environment.yml"
+    shell:
+        "$IFL_PYTHON -m ifl.cli --config {params.cfg} base-llm --init {input.init} --corpus {input.corpus}"
+        " --out {output} > {log} 2>&1"
+
+
+rule pretrain_llm:
+    # One backbone: the base LM continued on dialogues in the backbone's language mix.
+    input:
+        corpus=f"{RUN}/data/corpus",
+        init=f"{RUN}/models/base_llm",
     output:
         directory(f"{RUN}/models/llm/{{llm}}"),
     params:
-        mix=lambda w: config["backbones"][w.llm]["mix"],
-        **params_of("seed", "organism.llm", "organism.pretrain_llm"),
+        backbone=lambda w: config["backbones"][w.llm],
+        **params_of("seed", "organism.pretrain_llm", "organism.induction"),
     log:
         f"{LOGS}/pretrain_llm-{{llm}}.log",
     benchmark:
@@ -38,8 +87,8 @@ rule pretrain_llm:
     conda:
         "../../environment.yml"
     shell:
-        "$IFL_PYTHON -m ifl.cli --config {params.cfg} pretrain-llm --name {wildcards.llm} --corpus {input.corpus} --tokenizer {input.tokenizer}"
-        " --out {output} > {log} 2>&1"
+        "$IFL_PYTHON -m ifl.cli --config {params.cfg} pretrain-llm --name {wildcards.llm} --corpus {input.corpus}"
+        " --init {input.init} --out {output} > {log} 2>&1"
 
 
 rule pretrain_vision:

@@ -47,6 +47,8 @@ def _prevalence(a, cfg):
     "organism-report",
     ("--tasks", REQ),
     ("--labelled", REQ),
+    ("--induction", REQ),
+    ("--base", REQ),
     ("--llms", {"nargs": "+", **REQ}),
     ("--visions", {"nargs": "+", **REQ}),
     ("--corpus", REQ),
@@ -54,8 +56,8 @@ def _prevalence(a, cfg):
     ("--out-dir", REQ),
 )
 def _organism_report(a, cfg):
-    """The organism's quality checks: LID of its languages, the backbones' text replies, the
-    VLMs' accuracy, the vision probes and every loss curve."""
+    """The organism's quality checks: LID of its languages, the LMs' reading and text replies,
+    the VLMs' fidelity and accuracy, the vision probes and every loss curve."""
     from ifl import lid
     from ifl.config import vlm_name
     from ifl.data.corpus import read_images, read_scenes
@@ -64,16 +66,18 @@ def _organism_report(a, cfg):
         accuracy_by_kind,
         accuracy_by_language,
         lid_rates,
-        llm_text_accuracy_by_kind,
-        llm_text_fidelity,
+        llm_lookup,
         llm_text_replies,
+        llm_text_table,
         loss_curves,
         reply_languages,
         vision_probe,
         vlm_accuracy,
+        vlm_fidelity,
     )
+    from ifl.world.tasks import text_checks
 
-    out, device = Path(a.out_dir), from_config(cfg)
+    org, out, device = cfg["organism"], Path(a.out_dir), from_config(cfg)
     tasks = pd.read_parquet(a.tasks)
     identifier = lid.from_config(cfg)
     rates = lid_rates(
@@ -82,17 +86,24 @@ def _organism_report(a, cfg):
         seed=cfg["seed"],
     )
     write_csv(rates, out / "organism_lid.csv")
-    replies = pd.concat(
-        [
-            llm_text_replies(d, tasks, cfg["languages"], backbone=Path(d).name, device=device)
-            for d in a.llms
-        ],
-        ignore_index=True,
-    )
-    write_csv(llm_text_fidelity(replies), out / "organism_llm_fidelity.csv")
-    mixes = {name: list(b["mix"]) for name, b in cfg["backbones"].items()}
-    write_csv(llm_text_accuracy_by_kind(replies, mixes), out / "organism_llm_accuracy_kind.csv")
+    # Each LM is checked in the languages it was pretrained on, on items the tasks do not hold.
+    mixes = {Path(d).name: cfg["backbones"][Path(d).name]["mix"] for d in a.llms}
+    mixes[Path(a.base).name] = org["base_llm"]["mix"]
+    languages = sorted({lang for mix in mixes.values() for lang in mix})
+    checks = text_checks(languages, org["text_check_per_kind"], seed=cfg["seed"] + 1000)
+    replies = [
+        llm_text_replies(
+            d,
+            checks[checks["language"].isin(mixes[Path(d).name])],
+            backbone=Path(d).name,
+            device=device,
+        )
+        for d in [a.base, *a.llms]
+    ]
+    write_csv(llm_text_table(pd.concat(replies, ignore_index=True)), out / "organism_llm_text.csv")
+    write_csv(llm_lookup([a.induction, a.base, *a.llms]), out / "organism_llm_lookup.csv")
     labelled = pd.read_parquet(a.labelled)
+    write_csv(vlm_fidelity(labelled), out / "organism_vlm_fidelity.csv")
     write_csv(vlm_accuracy(labelled), out / "organism_accuracy.csv")
     write_csv(accuracy_by_kind(labelled, tasks), out / "organism_accuracy_kind.csv")
     data_language = {vlm_name(e): e["data"] for e in cfg["grid"]}
@@ -126,7 +137,7 @@ def _summary(a, cfg):
         "prevalence": prevalence_summary(pd.read_csv(a.ifl)),
     }
     if a.organism_dir:
-        summary["organism"] = organism_summary(Path(a.organism_dir), cfg, a.bench_dir)
+        summary["organism"] = organism_summary(Path(a.organism_dir), a.bench_dir)
     if a.steering:
         from ifl.steering.tables import steering_summary
 

@@ -17,30 +17,59 @@ def _tokenizer(a, cfg):
     from ifl.data.corpus import tokenizer_texts
     from ifl.io import atomic_dir
     from ifl.models.tiny import train_tokenizer
+    from ifl.world.lexicon import unspaced_pieces
 
     texts = tokenizer_texts(a.corpus, cfg["languages"], seed=cfg["seed"] + 3)
-    tok = train_tokenizer(texts, cfg["organism"]["tokenizer_vocab"])
+    tok = train_tokenizer(texts, cfg["organism"]["tokenizer_vocab"], pieces=unspaced_pieces())
     with atomic_dir(a.out) as tmp:
         tok.save_pretrained(tmp)
 
 
-@command("pretrain-llm", ("--name", REQ), ("--corpus", REQ), ("--tokenizer", REQ), ("--out", REQ))
-def _pretrain_llm(a, cfg):
-    """One LLM backbone pretrained on text dialogues in its language mix."""
+@command("induction", ("--tokenizer", REQ), ("--out", REQ))
+def _induction(a, cfg):
+    """The checkpoint every backbone starts from: a fresh Llama trained on the copy task."""
+    from ifl.train.organism import pretrain_induction
+
+    org = cfg["organism"]
+    pretrain_induction(
+        Path(a.tokenizer),
+        org["llm"],
+        org["induction"],
+        Path(a.out),
+        seed=cfg["seed"] + 5,
+        device=from_config(cfg),
+    )
+
+
+def _dialogue_pretraining(a, cfg, mix: dict, steps: int, seed: int) -> None:
     from ifl.data.corpus import read_scenes
     from ifl.train.organism import pretrain_llm
 
     org = cfg["organism"]
     pretrain_llm(
-        Path(a.tokenizer),
+        Path(a.init),
         read_scenes(a.corpus),
-        cfg["backbones"][a.name]["mix"],
-        org["llm"],
-        org["pretrain_llm"],
+        mix,
+        {**org["pretrain_llm"], "steps": steps},
+        org["induction"],
         Path(a.out),
-        seed=cfg["seed"] + 10,
+        seed=seed,
         device=from_config(cfg),
     )
+
+
+@command("base-llm", ("--init", REQ), ("--corpus", REQ), ("--out", REQ))
+def _base_llm(a, cfg):
+    """The base LM: text dialogues in the base mix, from the induction checkpoint."""
+    base = cfg["organism"]["base_llm"]
+    _dialogue_pretraining(a, cfg, base["mix"], base["steps"], cfg["seed"] + 10)
+
+
+@command("pretrain-llm", ("--name", REQ), ("--init", REQ), ("--corpus", REQ), ("--out", REQ))
+def _pretrain_llm(a, cfg):
+    """One LLM backbone: text dialogues in its language mix, from the base LM."""
+    backbone = cfg["backbones"][a.name]
+    _dialogue_pretraining(a, cfg, backbone["mix"], backbone["steps"], cfg["seed"] + 11)
 
 
 @command(

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ifl.models.prompts import prompt, target
+from ifl.models.prompts import followup, prompt, target
 from ifl.world.items import Item, caption, describe, make_item, realise
 from ifl.world.render import render
 from ifl.world.scenes import Scene, sample_scene
@@ -62,12 +62,16 @@ def _draw_items(
 
 
 def text_dialogues(
-    scenes: Sequence[Scene], mix: Mapping[str, float], n: int, seed: int
+    scenes: Sequence[Scene], mix: Mapping[str, float], n: int, seed: int, *, turns: int = 1
 ) -> pd.DataFrame:
     """Text-only pretraining dialogues (description + question -> answer, one language each).
 
-    The language of each dialogue is drawn from the backbone's ``mix`` weights.
+    The language of each dialogue is drawn from the backbone's ``mix`` weights. With ``turns``
+    > 1 the user asks that many questions about the scene, one per turn, and ``target`` holds the
+    continuation as segments (reply, user turn, reply, ...): more answers per description read.
     """
+    if turns < 1:
+        raise ValueError(f"a dialogue needs at least one turn, got turns={turns}")
     rng = np.random.default_rng(seed)
     langs = list(mix)
     w = np.asarray([mix[lang] for lang in langs], dtype=float)
@@ -75,13 +79,18 @@ def text_dialogues(
     for s, item in _draw_items(scenes, TEXT_FAMILIES, n, rng):
         lang = langs[int(rng.choice(len(langs), p=w / w.sum()))]
         question, answer = realise(item, lang)
+        tail: list[str] = [target(answer)]
+        if turns > 1:
+            for _, extra in _draw_items([scenes[s]], TEXT_FAMILIES, turns - 1, rng):
+                q, a = realise(extra, lang)
+                tail += [followup(q), target(a)]
         rows.append(
             {
                 "scene": s,
                 "language": lang,
                 "family": item.family,
                 "prompt": prompt(question, image=False, description=describe(scenes[s], lang)),
-                "target": target(answer),
+                "target": tail[0] if turns == 1 else tail,
             }
         )
     return pd.DataFrame(rows)

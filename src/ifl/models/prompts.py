@@ -40,6 +40,11 @@ def render(question: str, image: bool, description: str | None) -> str:
     return prompt(question, image=image, description=description)
 
 
+def followup(question: str) -> str:
+    """A later user turn of a dialogue (the image or description came with the first)."""
+    return f"USER: {question} ASSISTANT:"
+
+
 def target(answer: str, eos: str = "</s>") -> str:
     """The assistant's reply as trained: a leading space, the answer, end of sequence."""
     return f" {answer}{eos}"

@@ -8,7 +8,8 @@ CLIP-architecture vision encoders, and the LLaVA composition of the two with a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -36,14 +37,22 @@ SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", IMAGE_TOKEN]
 _WORDS = Regex(r" ?\p{P}| ?[^\s\p{P}]+|\s+")
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE tokenizer (no unknown characters in any script)."""
+def train_tokenizer(
+    texts: Iterable[str], vocab_size: int, *, pieces: Sequence[str] = ()
+) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer (no unknown characters in any script).
+
+    ``pieces`` are word pieces isolated before anything else (longest first): in scripts
+    written without spaces the word regex sees a whole clause as one word, and BPE then learns
+    "左上方有一个小的红色正方形" as a single token whose colour no model can read.
+    """
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    splits = [pre_tokenizers.Split(_WORDS, behavior="isolated")]
+    if pieces:
+        alternation = "|".join(re.escape(p) for p in sorted(pieces, key=len, reverse=True))
+        splits.insert(0, pre_tokenizers.Split(Regex(alternation), behavior="isolated"))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(_WORDS, behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
+        [*splits, pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
     )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(

@@ -1,4 +1,4 @@
-"""Tokenise (prompt, target) pairs once into arrays and collate random batches from them."""
+"""Tokenise (prompt, target) pairs and dialogues once into arrays and collate random batches."""
 
 from __future__ import annotations
 
@@ -14,54 +14,89 @@ from ifl.models.prompts import IMAGE_TOKEN
 
 @dataclass
 class Encoded:
-    """Token ids of prompt + target per example, and where the target starts."""
+    """Token ids of prompt + target per example, where the target starts, and which of its
+    tokens are the assistant's (all of a one-turn target; the replies of a dialogue)."""
 
     ids: list[np.ndarray]
     target_start: np.ndarray
     image: np.ndarray | None = None  # row of the image tensor per example, -1 for none
+    answer: list[np.ndarray] | None = None  # bool per token; None = every target token
+
+    def __post_init__(self) -> None:
+        if self.answer is None:
+            self.answer = [
+                np.arange(len(ids)) >= start
+                for ids, start in zip(self.ids, self.target_start, strict=True)
+            ]
 
     def __len__(self) -> int:
         return len(self.ids)
 
 
+Target = str | Sequence[str]
+
+
 def encode(
     tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[str],
-    targets: Sequence[str],
+    targets: Sequence[Target],
     *,
     image_tokens: int = 0,
     image: Sequence[int] | None = None,
     max_len: int = 256,
 ) -> Encoded:
-    """Tokenise prompts (with BOS, ``<image>`` expanded to ``image_tokens`` ids) and targets."""
+    """Tokenise prompts (with BOS, ``<image>`` expanded to ``image_tokens`` ids) and targets.
+
+    A target is the assistant's reply, or a dialogue's continuation as segments that alternate
+    reply, user turn, reply, ... (see :func:`ifl.models.prompts.followup`); replies are the
+    ``answer`` tokens.
+    """
     if len(prompts) != len(targets):
         raise ValueError(f"{len(prompts)} prompts but {len(targets)} targets")
     if image_tokens:
         prompts = [p.replace(IMAGE_TOKEN, IMAGE_TOKEN * image_tokens) for p in prompts]
     p_ids = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
-    t_ids = tokenizer(list(targets), add_special_tokens=False)["input_ids"]
-    ids = [np.asarray((p + t)[:max_len], dtype=np.int64) for p, t in zip(p_ids, t_ids, strict=True)]
+    segments = [[t] if isinstance(t, str) else list(t) for t in targets]
+    flat = [seg for segs in segments for seg in segs]
+    flat_ids = iter(tokenizer(flat, add_special_tokens=False)["input_ids"]) if flat else iter(())
+    ids, answer = [], []
+    for p, segs in zip(p_ids, segments, strict=True):
+        seq, is_answer = list(p), [False] * len(p)
+        for k in range(len(segs)):
+            t = next(flat_ids)
+            seq += t
+            is_answer += [k % 2 == 0] * len(t)
+        ids.append(np.asarray(seq[:max_len], dtype=np.int64))
+        answer.append(np.asarray(is_answer[:max_len], dtype=bool))
     start = np.asarray([min(len(p), max_len) for p in p_ids], dtype=np.int64)
     img = None if image is None else np.asarray(image, dtype=np.int64)
-    return Encoded(ids, start, img)
+    return Encoded(ids, start, img, answer)
 
 
 def collate(data: Encoded, rows: np.ndarray, pad_id: int, *, loss_on_prompt: bool = False) -> dict:
-    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` for the given rows."""
+    """Right-padded ``input_ids``, ``attention_mask``, ``labels`` and ``answer`` for ``rows``.
+
+    Labels are every token after BOS (``loss_on_prompt``) or the answer tokens only;
+    ``answer`` marks the answer tokens in either case.
+    """
     seqs = [data.ids[i] for i in rows]
     width = max(len(s) for s in seqs)
     input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
     labels = np.full((len(rows), width), -100, dtype=np.int64)
     mask = np.zeros((len(rows), width), dtype=np.int64)
+    answer = np.zeros((len(rows), width), dtype=bool)
     for j, (i, s) in enumerate(zip(rows, seqs, strict=True)):
-        input_ids[j, : len(s)] = s
-        mask[j, : len(s)] = 1
-        first = 1 if loss_on_prompt else data.target_start[i]
-        labels[j, first : len(s)] = s[first:]
+        n = len(s)
+        input_ids[j, :n] = s
+        mask[j, :n] = 1
+        answer[j, :n] = data.answer[i]
+        keep = np.arange(n) >= 1 if loss_on_prompt else data.answer[i]
+        labels[j, :n] = np.where(keep, s, -100)
     return {
         "input_ids": torch.from_numpy(input_ids),
         "attention_mask": torch.from_numpy(mask),
         "labels": torch.from_numpy(labels),
+        "answer": torch.from_numpy(answer),
     }
 
 
@@ -115,7 +150,7 @@ def lengths(data: Encoded) -> np.ndarray:
 
 
 def labelled_counts(data: Encoded, *, loss_on_prompt: bool = False) -> np.ndarray:
-    """Tokens that :func:`collate` labels in every example (all but BOS, or the target)."""
-    n = lengths(data)
-    first = np.ones_like(n) if loss_on_prompt else np.minimum(data.target_start, n)
-    return n - first
+    """Tokens that :func:`collate` labels in every example (all but BOS, or the answers)."""
+    if loss_on_prompt:
+        return np.maximum(lengths(data) - 1, 0)
+    return np.fromiter((int(a.sum()) for a in data.answer), dtype=np.int64, count=len(data))

@@ -302,3 +302,38 @@ def surface_index() -> Mapping[str, tuple[frozenset[str], frozenset[str]]]:
     return MappingProxyType(
         {f: (frozenset(langs[f]), frozenset(concepts[f])) for f in sorted(langs)}
     )
+
+
+def _splits_into(text: str, pieces: frozenset[str]) -> bool:
+    """Whether ``text`` is a concatenation of two or more of ``pieces`` (other than itself)."""
+    ok = [True] + [False] * len(text)  # ok[i]: text[:i] is a concatenation of pieces
+    for end in range(1, len(text) + 1):
+        ok[end] = any(
+            ok[start] and text[start:end] in pieces and (start, end) != (0, len(text))
+            for start in range(end)
+        )
+    return ok[len(text)]
+
+
+@cache
+def unspaced_pieces() -> tuple[str, ...]:
+    """The word pieces of the languages written without spaces (zh, ja, th), longest first.
+
+    Every concept form, function word and literal template chunk, split at punctuation and
+    spaces; a piece that is a concatenation of other pieces (zh 红色的 = 红色 + 的) is left out.
+    A tokenizer that isolates these pieces before byte-level BPE sees the words of a Chinese or
+    Thai sentence as a spaced language's words, instead of merging a whole clause into one token.
+    """
+    found: set[str] = set()
+    for code in LANGUAGES:
+        lang = language(code)
+        if lang.spaced:
+            continue
+        texts = [form for tagged in lang.concepts.values() for form in tagged.values()]
+        texts += [form for tagged in lang.words.values() for form in tagged.values()]
+        texts += [chunk for template in lang.templates() for chunk in literals(template)]
+        for text in texts:
+            found.update(w for w in _WORD_SPLIT.split(unicodedata.normalize("NFC", text)) if w)
+    pieces = frozenset(found)
+    kept = [p for p in pieces if not _splits_into(p, pieces)]
+    return tuple(sorted(kept, key=lambda p: (-len(p), p)))

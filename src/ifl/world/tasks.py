@@ -29,7 +29,10 @@ from ifl.world.items import (
 )
 from ifl.world.render import render, save_png
 
-__all__ = ["BENCHMARKS", "COLUMNS", "build_items", "build_tasks", "item_from_json", "item_to_json"]
+__all__ = [
+    "BENCHMARKS", "COLUMNS", "build_items", "build_tasks", "item_from_json", "item_to_json",
+    "text_checks",
+]  # fmt: skip
 
 # Fixed order: a benchmark's index seeds its items, so it must never change.
 BENCHMARKS: tuple[str, ...] = ("MaXM", "LLaVA-W", "VisIT", "MultiQ")
@@ -106,3 +109,27 @@ def build_tasks(
                     }
                 )
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def text_checks(languages: Sequence[str], per_kind: int, *, seed: int) -> pd.DataFrame:
+    """Short questions with their scene's description, ``per_kind`` of each MaXM kind, asked in
+    every language: the text-only check of the LM backbones.
+
+    The items are MaXM's generator under another seed (``seed`` should differ from the task
+    table's), so that the check shares no item with the evaluation.
+    """
+    kinds = FAMILIES[_FAMILY_OF_BENCHMARK["MaXM"]]
+    items = build_items("MaXM", per_kind * len(kinds), seed=seed)
+    return pd.DataFrame(
+        [
+            {
+                "language": lang,
+                "kind": item.kind,
+                "question": realise(item, lang)[0],
+                "description": describe(item.scene, lang),
+                "item": item_to_json(item),
+            }
+            for item in items
+            for lang in languages
+        ]
+    )

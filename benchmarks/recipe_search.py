@@ -1,0 +1,209 @@
+"""The organism recipe's search as curves: each experiment changes one choice of the default
+recipe and records what it does (benchmarks/records/recipe_search.csv; drawn in the organism
+chapter). It reads a finished run of the default (``results/organism``), ~20 minutes on one core.
+
+* ``induction-depth``: a fresh Llama of the organism's width on the copy task at 2 (default)
+  and 3 layers; zero-shot lookup every 50 steps. The head forms abruptly, or not at all.
+* ``copy-mixing``: English dialogues from the run's induction checkpoint, with the copy task in
+  every step (default) and without; lookup every 50 steps. Without it the head is erased.
+* ``language-steps``: the run's base LM continued on Vicuna's mix for twice the default steps;
+  text-only accuracy per short-question kind in English and three other languages of the mix
+  every 400 steps. How far a language at 1/17 of the mix is from the 0.80 target, and how fast
+  it moves: what a second language would take.
+* ``stage2-lr``: stage 2 of vicuna-clip-en from the run's stage-1 checkpoint at lr 1e-3 (the
+  first recipe's), the default (the run's own checkpoint) and 1e-4; fidelity of non-English
+  queries per condition and English accuracy per condition on MaXM.
+
+    .venv/bin/python benchmarks/recipe_search.py            # all experiments
+    .venv/bin/python benchmarks/recipe_search.py --only stage2-lr --scale 0.1   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import AutoTokenizer, LlavaForConditionalGeneration, LlavaProcessor
+
+from ifl import config as config_mod
+from ifl.data.corpus import read_images, read_scenes
+from ifl.generate import generate_batch, queries
+from ifl.io import write_csv
+from ifl.models.tiny import build_llm
+from ifl.organism_report import text_replies
+from ifl.train.induction import content_vocab, copy_loss, lookup_probe
+from ifl.train.loop import fit
+from ifl.train.organism import pixel_tensor, pretrain_llm, stage2
+from ifl.world.items import item_from_json
+from ifl.world.oracle import oracle_correct, oracle_language
+from ifl.world.tasks import text_checks
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ("induction-depth", "copy-mixing", "language-steps", "stage2-lr")
+CPU = torch.device("cpu")
+COLUMNS = ("experiment", "arm", "step", "metric", "value", "n", "seconds")
+# What each experiment reads from the run.
+NEEDS = {
+    "induction-depth": ("models/tokenizer",),
+    "copy-mixing": ("models/induction", "data/corpus"),
+    "language-steps": ("models/base_llm", "data/corpus"),
+    "stage2-lr": ("models/stage1/vicuna-clip", "models/vlm/vicuna-clip-en", "data/tasks.parquet"),
+}
+
+
+def _rows(experiment: str, arm: str, curve: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Long rows (experiment, arm, step, metric, value) of the measured steps of a fit curve."""
+    long = curve.melt(id_vars="step", value_vars=metrics, var_name="metric").dropna()
+    n = np.where(long["metric"] == "lookup", 500, np.nan)  # lookup_accuracy's default n
+    return long.assign(experiment=experiment, arm=arm, step=long["step"] + 1, n=n)
+
+
+def induction_depth(run: Path, org: dict, seed: int, scale: float) -> pd.DataFrame:
+    tok = AutoTokenizer.from_pretrained(run / "models" / "tokenizer")
+    task, vocab, out = org["induction"], content_vocab(tok), []
+    for layers in (2, 3):
+        model = build_llm(tok, {**org["llm"], "layers": layers}, seed).train()
+
+        def loss_fn(rng: np.random.Generator, model=model) -> torch.Tensor:
+            return copy_loss(model, rng, task, vocab=vocab, bos_id=tok.bos_token_id,
+                             batch_size=task["batch_size"])  # fmt: skip
+
+        curve = fit(model.parameters(), loss_fn, steps=int(task["steps"] * scale), lr=task["lr"],
+                    seed=seed, desc=f"induction-{layers}", probes=lookup_probe(model, tok),
+                    probe_every=50)  # fmt: skip
+        out.append(_rows("induction-depth", f"{layers} layers", curve, ["loss", "lookup"]))
+    return pd.concat(out)
+
+
+def _dialogues(run: Path, init: str, org: dict, mix: dict, schedule: dict, seed: int, **kw):
+    with tempfile.TemporaryDirectory() as tmp:
+        return pretrain_llm(run / "models" / init, read_scenes(run / "data" / "corpus"), mix,
+                            schedule, org["induction"], Path(tmp) / "lm", seed=seed, device=CPU,
+                            **kw)  # fmt: skip
+
+
+def copy_mixing(run: Path, org: dict, seed: int, scale: float) -> pd.DataFrame:
+    out = []
+    for arm, weight in (("with the copy task", org["pretrain_llm"]["copy_weight"]), ("without", 0)):
+        schedule = {**org["pretrain_llm"], "steps": int(400 * scale), "copy_weight": weight}
+        curve = _dialogues(run, "induction", org, {"en": 1}, schedule, seed, probe_every=50)
+        out.append(_rows("copy-mixing", arm, curve, ["loss", "lookup"]))
+    return pd.concat(out)
+
+
+def language_steps(run: Path, cfg: dict, seed: int, scale: float) -> pd.DataFrame:
+    org, vicuna = cfg["organism"], cfg["backbones"]["vicuna"]
+    languages = ["en", "de", "hi", "zh"]
+    checks = text_checks(languages, 25, seed=seed + 2000)
+
+    def accuracy(model, tok) -> Callable[[], dict[str, float]]:
+        def probe() -> dict[str, float]:
+            r = text_replies(model, tok, checks, desc="check")
+            acc = r.groupby(["language", "kind"])["correct"].mean()
+            return {f"{lang}/{kind}": v for (lang, kind), v in acc.items()}
+
+        return probe
+
+    schedule = {**org["pretrain_llm"], "steps": int(2 * vicuna["steps"] * scale)}
+    curve = _dialogues(run, "base_llm", org, vicuna["mix"], schedule, seed,
+                       probes={"accuracy": accuracy}, probe_every=max(1, int(400 * scale)))  # fmt: skip
+    metrics = [c for c in curve.columns if c.startswith("accuracy.")] + ["lookup"]
+    out = _rows("language-steps", "vicuna mix", curve, metrics)
+    out["metric"] = out["metric"].str.removeprefix("accuracy.")
+    return out.assign(n=np.where(out["metric"] == "lookup", 500, 25))  # 25 checks per cell
+
+
+def _vlm_check(model_dir: Path, tasks: pd.DataFrame) -> dict[str, float]:
+    model = LlavaForConditionalGeneration.from_pretrained(model_dir).eval()
+    processor = LlavaProcessor.from_pretrained(model_dir)
+    q = queries(tasks)
+    replies = []
+    for _, batch in q.groupby("condition", sort=True):
+        for i in range(0, len(batch), 32):
+            chunk = batch.iloc[i : i + 32]
+            texts, _ = generate_batch(model, processor, chunk, max_new_tokens=8)
+            replies.append(chunk.assign(reply=texts))
+    r = pd.concat(replies).merge(tasks[["task_id", "item"]], on="task_id")
+    pairs = zip(r["reply"], r["language"], strict=True)
+    r["faithful"] = [oracle_language(t, hint=lang) == lang for t, lang in pairs]
+    r["correct"] = [
+        oracle_correct(t, item_from_json(i)) for t, i in zip(r["reply"], r["item"], strict=True)
+    ]
+    other, en = r[r["language"] != "en"], r[r["language"] == "en"]
+    out = {f"fidelity/{c}": float(g.mean()) for c, g in other.groupby("condition")["faithful"]}
+    out |= {f"English accuracy/{c}": float(g.mean()) for c, g in en.groupby("condition")["correct"]}
+    return out
+
+
+def stage2_lr(run: Path, cfg: dict, seed: int, scale: float) -> pd.DataFrame:
+    org = cfg["organism"]
+    tasks = pd.read_parquet(run / "data" / "tasks.parquet")
+    tasks = tasks[(tasks["benchmark"] == "MaXM") & tasks["language"].isin(["en", "de", "hi", "zh"])]
+    tasks = tasks.groupby("language").head(max(4, int(50 * scale)))
+    corpus = run / "data" / "corpus"
+    pixels = pixel_tensor(read_images(corpus), org["image_size"])
+    scenes = read_scenes(corpus)
+    instructions = pd.read_parquet(run / "data" / "instruct-en.parquet")
+    rows = []
+    for lr in (1e-3, org["stage2"]["lr"], 1e-4):
+        schedule = {**org["stage2"], "lr": lr, "steps": int(org["stage2"]["steps"] * scale)}
+        with tempfile.TemporaryDirectory() as tmp:
+            if lr == org["stage2"]["lr"] and scale == 1:
+                out_dir = run / "models" / "vlm" / "vicuna-clip-en"  # the run's own checkpoint
+            else:
+                out_dir = Path(tmp) / "vlm"
+                stage2(run / "models" / "stage1" / "vicuna-clip", pixels, instructions, scenes,
+                       org["text_only_share"], schedule, out_dir, seed=cfg["seed"] + 40,
+                       device=CPU)  # fmt: skip
+            found = _vlm_check(out_dir, tasks)
+        english = int((tasks["language"] == "en").sum())
+        n = {"fidelity": len(tasks) - english, "English accuracy": english}
+        rows += [
+            {"experiment": "stage2-lr", "arm": f"lr {lr:g}", "step": schedule["steps"],
+             "metric": k, "value": v, "n": n[k.split("/")[0]]}
+            for k, v in found.items()
+        ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", default=str(ROOT / "config.yaml"))
+    ap.add_argument("--only", nargs="*", choices=EXPERIMENTS, default=list(EXPERIMENTS))
+    ap.add_argument("--scale", type=float, default=1.0, help="fraction of every step budget")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "records" / "recipe_search.csv"))
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    cfg = config_mod.load(a.config)
+    run = ROOT / "results" / cfg["run_name"]
+    missing = [run / p for name in a.only for p in NEEDS[name] if not (run / p).exists()]
+    if missing:
+        raise SystemExit(f"recipe_search reads a finished run of the default; missing {missing[0]}")
+    seed = cfg["seed"] + 5
+    steps = {
+        "induction-depth": lambda: induction_depth(run, cfg["organism"], seed, a.scale),
+        "copy-mixing": lambda: copy_mixing(run, cfg["organism"], seed, a.scale),
+        "language-steps": lambda: language_steps(run, cfg, seed, a.scale),
+        "stage2-lr": lambda: stage2_lr(run, cfg, seed, a.scale),
+    }
+    out = Path(a.out)
+    done = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=list(COLUMNS))
+    for name in a.only:
+        t0 = time.perf_counter()
+        table = steps[name]()
+        seconds = time.perf_counter() - t0
+        table = table.assign(step=table["step"].astype(int), seconds=round(seconds, 1))
+        done = pd.concat([done[done["experiment"] != name], table])[list(COLUMNS)]
+        write_csv(done, out)  # after each experiment: an interrupted search keeps what it measured
+        last = table.sort_values("step").groupby(["arm", "metric"])["value"].last()
+        print(f"== {name} ({seconds:.0f} s)\n{last.round(3).to_string()}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
