@@ -32,8 +32,8 @@ import torch
 from transformers import AutoTokenizer, LlavaForConditionalGeneration, LlavaProcessor
 
 from ifl import config as config_mod
+from ifl import generate
 from ifl.data.corpus import read_images, read_scenes
-from ifl.generate import generate_batch, queries
 from ifl.io import write_csv
 from ifl.models.tiny import build_llm
 from ifl.organism_report import text_replies
@@ -122,14 +122,11 @@ def language_steps(run: Path, cfg: dict, seed: int, scale: float) -> pd.DataFram
 def _vlm_check(model_dir: Path, tasks: pd.DataFrame) -> dict[str, float]:
     model = LlavaForConditionalGeneration.from_pretrained(model_dir).eval()
     processor = LlavaProcessor.from_pretrained(model_dir)
-    q = queries(tasks)
-    replies = []
-    for _, batch in q.groupby("condition", sort=True):
-        for i in range(0, len(batch), 32):
-            chunk = batch.iloc[i : i + 32]
-            texts, _ = generate_batch(model, processor, chunk, max_new_tokens=8)
-            replies.append(chunk.assign(reply=texts))
-    r = pd.concat(replies).merge(tasks[["task_id", "item"]], on="task_id")
+    with tempfile.TemporaryDirectory() as tmp:
+        replies = Path(tmp) / "replies.parquet"
+        r = generate.run(model, processor, generate.queries(tasks), replies, batch_size=32,
+                         max_new_tokens=8)  # fmt: skip
+    r = r.merge(tasks[["task_id", "item"]], on="task_id")
     pairs = zip(r["reply"], r["language"], strict=True)
     r["faithful"] = [oracle_language(t, hint=lang) == lang for t, lang in pairs]
     r["correct"] = [

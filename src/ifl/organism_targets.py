@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ifl.config import vlm_name
+from ifl.summary import pooled_rate
 
 COLUMNS = ("target", "threshold", "cells", "below", "worst", "worst_cell", "met")
 
@@ -71,8 +72,7 @@ def organism_targets(tables: str | Path, cfg: Mapping[str, Any]) -> pd.DataFrame
 
     llm = pd.read_csv(tables / "organism_llm_text.csv")
     llm_acc = llm.set_index(["backbone", "language", "kind"])["accuracy"]
-    pooled = llm.assign(hits=llm["fidelity"] * llm["n"]).groupby(["backbone", "language"])
-    llm_fid = pooled["hits"].sum() / pooled["n"].sum()
+    llm_fid = pooled_rate(llm, ["backbone", "language"], "fidelity")
     lookup = pd.read_csv(tables / "organism_llm_lookup.csv").set_index("checkpoint")["accuracy"]
 
     rows = [

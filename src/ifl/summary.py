@@ -11,17 +11,24 @@ def _r(x: float) -> float:
     return round(float(x), 4)
 
 
+def pooled_rate(df: pd.DataFrame, keys: list[str], value: str) -> pd.Series:
+    """The mean of ``value`` per ``keys``, each row weighted by its count ``n`` (the rate over
+    the pooled items of the rows), indexed by ``keys``."""
+    g = df.assign(hits=df[value] * df["n"]).groupby(keys)[["hits", "n"]].sum()
+    return g["hits"] / g["n"]
+
+
+def _nested(rates: pd.Series) -> dict:
+    """``outer -> inner -> rounded value`` of a rate indexed by two keys."""
+    out: dict[str, dict[str, float]] = {}
+    for (outer, inner), value in rates.items():
+        out.setdefault(outer, {})[inner] = _r(value)
+    return out
+
+
 def fidelity_summary(fidelity: pd.DataFrame) -> dict:
     """Mean fidelity per model and condition (model -> condition -> value)."""
-    g = (
-        fidelity.assign(hits=fidelity["fidelity"] * fidelity["n"])
-        .groupby(["model", "condition"])[["hits", "n"]]
-        .sum()
-    )
-    out: dict[str, dict[str, float]] = {}
-    for (model, cond), row in g.iterrows():
-        out.setdefault(model, {})[cond] = _r(row["hits"] / row["n"])
-    return out
+    return _nested(pooled_rate(fidelity, ["model", "condition"], "fidelity"))
 
 
 def prevalence_summary(ifl: pd.DataFrame) -> dict:
@@ -64,36 +71,14 @@ def organism_summary(tables: Path, bench_dir: str | None) -> dict:
     lid = pd.read_csv(tables / "organism_lid.csv")
     probe = pd.read_csv(tables / "organism_probe.csv")
 
-    def pooled(df: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
-        return (
-            df.assign(hits=df[value] * df["n"])
-            .groupby(keys, as_index=False)[["hits", "n"]]
-            .sum()
-            .assign(value=lambda d: d["hits"] / d["n"])
-        )
-
-    def nested(df: pd.DataFrame, outer: str, inner: str) -> dict:
-        return {
-            k: {r[inner]: _r(r["value"]) for _, r in g.iterrows()}
-            for k, g in df.groupby(outer, sort=True)
-        }
-
     text = vlm[vlm["condition"] == "text"]
     mine = own[own["own"]]
     out = {
         "vlm_accuracy_en_short": {r.model: _r(r.accuracy) for r in acc.itertuples()},
-        "vlm_accuracy_own": nested(
-            pooled(mine, ["model", "condition"], "accuracy"), "model", "condition"
-        ),
-        "vlm_text_fidelity": nested(
-            pooled(text, ["model", "language"], "fidelity"), "model", "language"
-        ),
-        "llm_text_fidelity": nested(
-            pooled(llm, ["backbone", "language"], "fidelity"), "backbone", "language"
-        ),
-        "llm_text_accuracy": nested(
-            pooled(llm, ["backbone", "language"], "accuracy"), "backbone", "language"
-        ),
+        "vlm_accuracy_own": _nested(pooled_rate(mine, ["model", "condition"], "accuracy")),
+        "vlm_text_fidelity": _nested(pooled_rate(text, ["model", "language"], "fidelity")),
+        "llm_text_fidelity": _nested(pooled_rate(llm, ["backbone", "language"], "fidelity")),
+        "llm_text_accuracy": _nested(pooled_rate(llm, ["backbone", "language"], "accuracy")),
         "llm_lookup": {r.checkpoint: _r(r.accuracy) for r in lookup.itertuples()},
         "lid_rate": {
             r.language: _r(r.rate) for r in lid[lid["kind"] == "description"].itertuples()

@@ -45,11 +45,35 @@ def pixel_tensor(images: np.ndarray, image_size: int) -> torch.Tensor:
     return proc(list(images), return_tensors="pt")["pixel_values"]
 
 
-def _save_lm(model, tok, curve: pd.DataFrame, out_dir: Path) -> None:
+def _fit_lm(
+    model,
+    tok,
+    loss_fn,
+    schedule: Mapping[str, Any],
+    out_dir: Path,
+    *,
+    seed: int,
+    desc: str,
+    probes: Mapping[str, Callable[[], Any]] | None = None,
+    probe_every: int = 100,
+) -> pd.DataFrame:
+    """Train a causal LM with :func:`ifl.train.loop.fit` (the zero-shot lookup always among the
+    probes) and save it, its tokenizer and ``loss.csv`` atomically."""
+    curve = fit(
+        model.parameters(),
+        loss_fn,
+        steps=schedule["steps"],
+        lr=schedule["lr"],
+        seed=seed,
+        desc=desc,
+        probes=lookup_probe(model, tok) | dict(probes or {}),
+        probe_every=probe_every,
+    )
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         curve.to_csv(tmp / "loss.csv", index=False)
+    return curve
 
 
 def pretrain_induction(
@@ -77,17 +101,7 @@ def pretrain_induction(
             batch_size=schedule["batch_size"],
         )  # fmt: skip
 
-    curve = fit(
-        model.parameters(),
-        loss_fn,
-        steps=schedule["steps"],
-        lr=schedule["lr"],
-        seed=seed,
-        desc="induction",
-        probes=lookup_probe(model, tok),
-    )
-    _save_lm(model, tok, curve, out_dir)
-    return curve
+    return _fit_lm(model, tok, loss_fn, schedule, out_dir, seed=seed, desc="induction")
 
 
 def pretrain_llm(
@@ -141,19 +155,11 @@ def pretrain_llm(
             )  # fmt: skip
         return loss
 
-    curve = fit(
-        model.parameters(),
-        loss_fn,
-        steps=schedule["steps"],
-        lr=schedule["lr"],
-        seed=seed,
-        desc="pretrain-llm",
-        probes=lookup_probe(model, tok)
-        | {name: make(model, tok) for name, make in (probes or {}).items()},
+    extra = {name: make(model, tok) for name, make in (probes or {}).items()}
+    return _fit_lm(
+        model, tok, loss_fn, schedule, out_dir, seed=seed, desc="pretrain-llm", probes=extra,
         probe_every=probe_every,
-    )
-    _save_lm(model, tok, curve, out_dir)
-    return curve
+    )  # fmt: skip
 
 
 def _augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
