@@ -39,6 +39,24 @@ rule prevalence:
         " --out-dir {params.out_dir} > {log} 2>&1"
 
 
+rule dsl_coverage:
+    # The organism knows every reply's truth: redraw the gold sample, check DSL's intervals.
+    input:
+        f"{RUN}/labelled.parquet",
+    output:
+        f"{RUN}/tables/dsl_coverage.csv",
+    params:
+        **params_of("seed", "dsl", "gold.multipliers", "dsl_coverage"),
+    log:
+        f"{LOGS}/dsl_coverage.log",
+    benchmark:
+        f"{BENCH}/dsl_coverage.tsv"
+    conda:
+        "../../environment.yml"
+    shell:
+        "$IFL_PYTHON -m ifl.cli --config {params.cfg} dsl-coverage --labelled {input} --out {output} > {log} 2>&1"
+
+
 rule notebook:
     # Every notebook reads its tables by path parameters; a changed parameter reruns only it.
     input:

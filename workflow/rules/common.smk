@@ -192,6 +192,8 @@ NOTEBOOK_PARAMS = {
 # it exists (new records rerun them), a plain parameter otherwise.
 if Path(SPEED).is_dir():
     NOTEBOOK_TABLES["99_how_built"]["speed_dir"] = SPEED
+if PRESET == "organism" and config["dsl_coverage"]["draws"]:
+    NOTEBOOK_TABLES["02_prevalence"]["coverage_csv"] = f"{RUN}/tables/dsl_coverage.csv"
 for _key, _record in (("lookup_record", LOOKUP_RECORD), ("recipe_csv", RECIPE_RECORD)):
     if Path(_record).is_file():
         NOTEBOOK_TABLES["00_organism"][_key] = _record

@@ -43,6 +43,27 @@ def _prevalence(a, cfg):
         write_csv(table, Path(a.out_dir) / name)
 
 
+@command("dsl-coverage", ("--labelled", REQ), ("--out", REQ))
+def _dsl_coverage(a, cfg):
+    """DSL's IFL intervals per cell for fresh gold samples drawn from the run's replies, checked
+    against the oracle's truth (organism only: the oracle knows every reply)."""
+    from ifl.io import write_csv
+    from ifl.stats.coverage import redrawn_intervals
+
+    d, check = cfg["dsl"], cfg["dsl_coverage"]
+    intervals = redrawn_intervals(
+        pd.read_parquet(a.labelled),
+        sizes=check["gold_sizes"],
+        draws=check["draws"],
+        seed=cfg["seed"],
+        multipliers=cfg["gold"]["multipliers"],
+        folds=d["folds"],
+        splits=d["splits"],
+        learner=d["learner"],
+    )
+    write_csv(intervals, a.out)
+
+
 @command(
     "organism-report",
     ("--tasks", REQ),

@@ -230,7 +230,8 @@ def _ls_fit(
     if clusters is not None:
         scores = _sum_by_group(scores, clusters)
     vcov = bread @ (scores.T @ scores) @ bread
-    return beta, np.sqrt(np.diag(vcov))
+    # A zero variance (a cell whose outcome is constant) can come out as -1e-20 in floating point.
+    return beta, np.sqrt(np.clip(np.diag(vcov), 0.0, None))
 
 
 def _table(names: list[str], beta: np.ndarray, se: np.ndarray) -> pd.DataFrame:
