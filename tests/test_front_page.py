@@ -176,6 +176,34 @@ def test_a_changed_number_changes_the_sentence(tables):
     assert "This run **does not resolve the sign** (no 95% CI excludes zero)" in md
 
 
+def test_coverage_of_redrawn_gold_samples_is_stated_with_its_verdict(tables):
+    def intervals(covered_a: int) -> pd.DataFrame:  # 10 draws x 2 benchmarks at one size
+        return pd.DataFrame(
+            {
+                "size": 100,
+                "draw": [d for d in range(10) for _ in (0, 1)],
+                "model": "m-en",
+                "benchmark": ["A", "B"] * 10,
+                "estimate": 0.02,
+                "ci_low": -0.1,
+                "ci_high": 0.1,
+                "truth": 0.0,
+                "covered": [d < covered_a for d in range(10) for _ in (0, 1)],
+            }
+        ).assign(covered=lambda d: d.covered | (d.benchmark == "B"))
+
+    intervals(7).to_csv(tables / "dsl_coverage.csv", index=False)
+    md = findings_markdown(SUMMARY, tables, PAPER)
+    assert "(10 draws per size" in md
+    assert (
+        "in 85% of cells x draws with 100 gold rows (lowest A 70%; mean error +0.020): too narrow"
+        in md
+    )
+    intervals(10).to_csv(tables / "dsl_coverage.csv", index=False)
+    md = findings_markdown(SUMMARY, tables, PAPER)
+    assert "in 100% of cells x draws with 100 gold rows" in md and "conservative" in md
+
+
 def test_findings_leave_out_what_a_run_lacks(tmp_path):
     bare = {
         "run_name": "bare",
@@ -185,6 +213,7 @@ def test_findings_leave_out_what_a_run_lacks(tmp_path):
     md = findings_markdown(bare, tmp_path, PAPER)
     assert "Image-induced fidelity loss" in md
     assert "Steering" not in md and "Table 4" not in md and "Remedies" not in md
+    assert "How far the intervals hold" not in md
 
 
 def _notebook(injected: bool) -> dict:
