@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from ifl.audit import audit_models, model_resources
-from ifl.audit_inside import matched_depth
-from ifl.audit_report import heterogeneity, model_table, paper_reference
+from ifl.audit.inside import matched_depth
+from ifl.audit.report import heterogeneity, model_table, paper_reference
 from ifl.config import REPO_ROOT, ConfigError, validate
+from ifl.models.audited import audit_models, model_resources
 from ifl.steering.plan import steer_models
 
 PAPER_DIR = REPO_ROOT / "book" / "data" / "paper"

@@ -77,7 +77,7 @@ def validate(config: Mapping[str, Any]) -> dict[str, Any]:
 
     Raises :class:`ConfigError` with a one-line message on the first problem found: unknown
     keys, wrong types, values outside the allowed set, grid entries naming a backbone or
-    vision encoder that is not defined, and audited models (:mod:`ifl.audit`) that cannot be.
+    vision encoder that is not defined, and audited models (:mod:`ifl.models.audited`) that cannot be.
     """
     schema = load_schema()
     cfg = copy.deepcopy(dict(config))
@@ -98,7 +98,7 @@ def _best(errors: list[jsonschema.ValidationError]) -> jsonschema.ValidationErro
 
 
 def _check_references(cfg: Mapping[str, Any]) -> None:
-    from ifl.audit import check_models_key
+    from ifl.models.audited import check_models_key
 
     try:
         check_models_key(cfg)

@@ -245,7 +245,7 @@ def paper_assets(cfg: Mapping[str, Any]) -> dict[str, Asset]:
     ``dataset:<name>``, ``lid``), from its ``models`` (audit: the hub ids of the list),
     ``backbones``, ``vision_encoders``, ``translation``, ``datasets``, ``training_data`` and
     ``lid`` sections (absent sections add nothing)."""
-    from ifl.audit import audit_models
+    from ifl.models.audited import audit_models
     from ifl.models.registry import get
 
     out: dict[str, Asset] = {}

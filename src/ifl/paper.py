@@ -118,7 +118,7 @@ def check_names(cfg: Mapping[str, Any]) -> None:
     """
     from ifl.config import vlm_name
 
-    if cfg.get("preset") == "audit":  # no grid: ifl.audit.audit_models checks the names
+    if cfg.get("preset") == "audit":  # no grid: ifl.models.audited.audit_models checks the names
         return
     seen: dict[str, str] = {}
     sections = {

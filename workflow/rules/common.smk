@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from ifl.audit import audit_models, model_resources
+from ifl.models.audited import audit_models, model_resources
 from ifl.config import ConfigError, validate, vlm_name
 
 try:
@@ -46,7 +46,7 @@ envvars:
 PRESET = config["preset"]
 # The audit preset has no design grid (the organism's, merged in from config.yaml, is unused).
 GRID = {vlm_name(e): e for e in config["grid"]} if PRESET != "audit" else {}
-# Audited checkpoints by name (ifl.audit): hub ids staged by the download rules, or local folders.
+# Audited checkpoints by name (ifl.models.audited): hub ids staged by the download rules, or local folders.
 AUDIT = {m.name: m for m in audit_models(config)} if PRESET == "audit" else {}
 # Released VLMs evaluated as they are (paper preset) answer the same tasks as the grid's.
 PRETRAINED = list(config["models"]) if PRESET == "paper" else list(AUDIT)
@@ -82,7 +82,7 @@ def vlm_path(wildcards):
 
 def gpu_resources(key):
     """Resource ``key`` (gpu, mem_mb, runtime) of a job loading VLM ``wildcards.model``: an
-    audited model's own (ifl.audit), else the config's generation resources."""
+    audited model's own (ifl.models.audited), else the config's generation resources."""
     return lambda wildcards: model_resources(AUDIT.get(wildcards.model), RES)[key]
 
 

@@ -168,7 +168,7 @@ def _summary(a, cfg):
 
         summary["remedies"] = remedies_summary(pd.read_csv(a.remedies))
     if a.audit:
-        from ifl.audit_report import audit_summary
+        from ifl.audit.report import audit_summary
 
         summary["beyond_llava"] = audit_summary(pd.read_csv(a.audit))
     write_json(summary, a.out)

@@ -17,7 +17,7 @@ command = Subcommands()
 @command("audit-corpus", ("--tasks", REQ), ("--out", REQ))
 def _corpus(a, cfg):
     """The images every audited model's states are compared on, drawn from the benchmarks."""
-    from ifl.audit_inside import cka_images
+    from ifl.audit.inside import cka_images
     from ifl.io import atomic_file
 
     images = cka_images(pd.read_parquet(a.tasks), cfg["steering"]["cka_images"], cfg["seed"])
@@ -36,7 +36,7 @@ def _states(a, cfg):
     """One model's pooled layer states of the CKA images and its projected token states,
     prompted in its own chat template."""
     from ifl import generate
-    from ifl.audit_inside import model_states, save_states
+    from ifl.audit.inside import model_states, save_states
     from ifl.models.families import checkpoint_dir
     from ifl.models.registry import entry_from_config, make_prompter
 
@@ -65,7 +65,7 @@ def _states(a, cfg):
 )
 def _inside(a, cfg):
     """CKA between every pair of audited models and every model's 2-D projection."""
-    from ifl.audit_inside import cka_pairs, load, projections
+    from ifl.audit.inside import cka_pairs, load, projections
     from ifl.io import write_csv
 
     if len(a.states) != len(a.names):
@@ -92,7 +92,7 @@ def _table(a, cfg):
     per model and query language."""
     import json
 
-    from ifl.audit_report import model_table
+    from ifl.audit.report import model_table
     from ifl.io import write_csv
 
     facts = {

@@ -49,7 +49,7 @@ def variants(steering: Mapping[str, Any]) -> list[str]:
 def _grid_names(cfg: Mapping[str, Any]) -> list[str]:
     """The models the analyses may name: the design grid's, or the audited ones."""
     if cfg.get("preset") == "audit":
-        from ifl.audit import audit_models
+        from ifl.models.audited import audit_models
 
         return [m.name for m in audit_models(cfg)]
     return [vlm_name(e) for e in cfg["grid"]]
