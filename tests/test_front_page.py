@@ -245,6 +245,17 @@ def test_notebooks_show_one_collapsed_cell_of_injected_parameters():
     assert plain["cells"][1]["metadata"]["tags"] == ["parameters", "hide-input"]
 
 
+@pytest.mark.parametrize(
+    ("injected", "title"),
+    [("chapter = 2", "# 2. T"), ('chapter = "5"', "# 5. T"), ("x = 2", "# 3. T")],
+)
+def test_the_title_takes_the_chapter_number_the_run_injected(injected: str, title: str) -> None:
+    nb = _notebook(injected=True)
+    nb["cells"][0]["source"] = "# 3. T"
+    nb["cells"][2]["source"] = f"# Parameters\n{injected}\n"
+    assert present_notebook(nb, "02_prevalence")["cells"][0]["source"] == title
+
+
 def test_stage_fills_front_page_appendix_and_fonts(tables, tmp_path):
     run = tmp_path / "run"
     (run / "tables").mkdir(parents=True)

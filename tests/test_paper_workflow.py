@@ -84,6 +84,11 @@ def test_slurm_dry_run_lists_the_paper_dag(proj):
     for rule, n in EXPECTED.items():
         assert counts.get(rule) == n, (rule, counts.get(rule), n)
     assert not set(ORGANISM_ONLY) & set(counts)
+    # No organism chapter: the chapters are numbered from 1 all the same.
+    for name, number in (("01_fidelity", 1), ("02_prevalence", 2), ("05_remedies", 5)):
+        assert re.search(
+            rf"notebook notebooks/{name}\.ipynb .* -p chapter {number}( |$)", out, re.M
+        )
     # 8-GPU training through accelerate, one GPU per generation / translation shard
     stage2 = out[out.index("rule stage2:") :]
     stage2 = stage2[: stage2.index("\n\n")]

@@ -135,10 +135,26 @@ def prune_toc(toc: Mapping[str, Any], present: set[str]) -> dict[str, Any]:
     return out
 
 
+_INJECTED_CHAPTER = re.compile(r"""^chapter = ['"]?(\w+)['"]?\s*$""", re.MULTILINE)
+_TITLE_NUMBER = re.compile(r"^# \w+\. ")
+
+
+def _renumber_title(cells: list[dict[str, Any]], injected_source: str) -> None:
+    """Give the chapter's title (``# 3. ...``) the number the run injected (``chapter = 2``):
+    a preset without some chapters numbers the others without gaps."""
+    found = _INJECTED_CHAPTER.search(injected_source)
+    title = next((c for c in cells if c.get("cell_type") == "markdown"), None)
+    if found is None or title is None:
+        return
+    text = "".join(title.get("source", ""))
+    title["source"] = _TITLE_NUMBER.sub(f"# {found.group(1)}. ", text, count=1)
+
+
 def present_notebook(nb: dict[str, Any], name: str) -> dict[str, Any]:
     """Tag an executed notebook's code cells for reading: untagged code collapsed under its
     output, the notebook's default parameters removed, and the cell papermill injected (the
-    values of this run) collapsed, with the command that reruns the notebook."""
+    values of this run) collapsed, with the command that reruns the notebook. The title takes
+    the chapter number the run injected."""
     cells = nb.get("cells", [])
     injected = any("injected-parameters" in c.get("metadata", {}).get("tags", []) for c in cells)
     for cell in cells:
@@ -149,6 +165,7 @@ def present_notebook(nb: dict[str, Any], name: str) -> dict[str, Any]:
             tags.append("remove-cell" if injected else "hide-input")
         elif "injected-parameters" in tags:
             tags.append("hide-input")
+            _renumber_title(cells, "".join(cell.get("source", "")))
             lines = "".join(cell.get("source", "")).splitlines()
             body = lines[1:] if lines and lines[0].startswith("# Parameters") else lines
             cell["source"] = "\n".join(

@@ -213,6 +213,9 @@ if PRESET != "organism":
     for _nb in ("03_design_effects", "04_inside"):
         NOTEBOOK_PARAMS[_nb] = {**NOTEBOOK_PARAMS.get(_nb, {}), "run_label": {"paper": "replication", "audit": "audit"}[PRESET]}
 NOTEBOOKS = [f"{RUN}/notebooks/{name}.ipynb" for name in NOTEBOOK_TABLES]
+# Chapters are numbered in the order this run's book has them; the appendix is "A".
+for _number, _nb in enumerate((n for n in NOTEBOOK_TABLES if n != "99_how_built"), start=1):
+    NOTEBOOK_PARAMS[_nb] = {**NOTEBOOK_PARAMS.get(_nb, {}), "chapter": str(_number)}
 # Inputs of the summary (analyse.smk); the organism's quality tables and the remedies'
 # table only where those chapters exist.
 SUMMARY_INPUTS = {
