@@ -13,6 +13,7 @@ from ifl.organism_report import (
     accuracy_by_kind,
     accuracy_by_language,
     lid_rates,
+    llm_key_table,
     llm_lookup,
     llm_text_replies,
     llm_text_table,
@@ -167,6 +168,28 @@ def test_llm_text_table_aggregates_replies_per_language_and_kind():
     assert out.loc[("leo", "de", "shape"), "accuracy"] == 1.0
 
 
+def test_llm_key_table_keeps_scenes_where_the_key_decides():
+    replies = pd.DataFrame(
+        {
+            "backbone": ["v"] * 6,
+            "language": ["fr", "fr", "fr", "en", "en", "en"],
+            "kind": ["colour", "colour", "colour", "colour", "colour", "yesno"],
+            "key": ["shape", "shape", "shape", "shape", "shape", None],
+            "objects": [2, 3, 1, 4, 2, 3],
+            "correct": [True, True, False, False, True, True],
+        }
+    )
+    out = llm_key_table(replies).set_index(["language", "kind", "key"])
+    assert len(out) == 2  # single-object scenes and keyless kinds are left out
+    assert (
+        out.loc[("fr", "colour", "shape"), "accuracy"],
+        out.loc[("fr", "colour", "shape"), "n"],
+    ) == (1.0, 2)
+    assert out.loc[("en", "colour", "shape"), "accuracy"] == 0.5
+    assert out.loc[("fr", "colour", "shape"), "colour_after_shape"]
+    assert not out.loc[("en", "colour", "shape"), "colour_after_shape"]
+
+
 def test_vlm_fidelity_is_the_oracle_mean_without_intervention():
     labelled = pd.DataFrame(
         {
@@ -198,6 +221,12 @@ def test_llm_text_replies_and_lookup_on_a_tiny_lm(tmp_path):
     assert len(replies) == len(checks) == 16
     assert list(replies["language"]) == list(checks["language"])
     assert replies["faithful"].dtype == bool and replies["correct"].dtype == bool
+    # what each question keys on travels with its reply
+    assert list(replies["key"]) == list(checks["key"])
+    assert set(checks.loc[checks.kind.isin(["colour", "shape"]), "key"]) <= {
+        "pos", "shape", "colour", "size_shape", "size_colour"
+    }  # fmt: skip
+    assert checks.loc[~checks.kind.isin(["colour", "shape"]), "key"].isna().all()
     look = llm_lookup([tmp_path / "lm"], n=50)
     assert look.loc[0, "checkpoint"] == "lm" and 0.0 <= look.loc[0, "accuracy"] <= 1.0
 

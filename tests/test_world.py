@@ -25,7 +25,7 @@ from ifl.world.items import (
     realise,
     sample_item,
 )
-from ifl.world.lexicon import CONCEPTS, language
+from ifl.world.lexicon import CONCEPTS, colour_after_shape, language
 from ifl.world.oracle import oracle_correct, oracle_language, word_languages
 from ifl.world.render import BACKGROUND, RGB, object_side, render, save_png, shape_mask
 from ifl.world.scenes import COLOURS, SHAPES, Obj, Scene, sample_scene
@@ -182,6 +182,19 @@ def test_known_english_renderings():
     assert realise(yesno, "de") == ("Gibt es auf dem Bild ein blaues Quadrat?", "ja")
     sums = Item(scene, "textqa", "arithmetic", (("a", 2), ("b", 1)))
     assert realise(sums, "en") == ("What is two plus one?", "three")
+
+
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_colour_after_shape_is_the_order_of_the_descriptions(lang):
+    scene = Scene((Obj(cell=0, colour="blue", shape="square", size="large"),))
+    text = describe(scene, lang).lower()
+    forms = set(language(lang).concepts["colour.blue"].values())
+    shapes = set(language(lang).concepts["shape.square"].values())
+    at = {
+        kind: min(text.find(f.lower()) for f in fs if f.lower() in text)
+        for kind, fs in (("colour", forms), ("shape", shapes))
+    }
+    assert (at["colour"] > at["shape"]) == colour_after_shape(lang)
 
 
 def test_unspaced_scripts_render_without_spaces():

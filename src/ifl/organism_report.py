@@ -99,7 +99,7 @@ def text_replies(
     model.train(was_training)
     tok.padding_side = side
     items = [item_from_json(i) for i in checks["item"]]
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             "language": checks["language"].to_numpy(),
             "kind": checks["kind"].to_numpy(),
@@ -110,6 +110,10 @@ def text_replies(
             "correct": [oracle_correct(r, it) for r, it in zip(replies, items, strict=True)],
         }
     )
+    for column in ("key", "objects"):  # what the question keys on, when the check says
+        if column in checks:
+            out[column] = checks[column].to_numpy()
+    return out
 
 
 def llm_text_replies(
@@ -133,6 +137,20 @@ def llm_text_table(replies: pd.DataFrame) -> pd.DataFrame:
     g = replies.groupby(["backbone", "language", "kind"])
     out = g.agg(accuracy=("correct", "mean"), fidelity=("faithful", "mean"), n=("correct", "size"))
     return out.reset_index()
+
+
+def llm_key_table(replies: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy of colour and shape questions per backbone, language, kind and ``key`` (what the
+    question names its object by), on scenes of two or more objects (where the key decides the
+    answer), with ``colour_after_shape``: whether the language names the colour after the shape
+    (:func:`ifl.world.lexicon.colour_after_shape`), i.e. on which side of a shape key a colour
+    answer sits, and the other way round."""
+    from ifl.world.lexicon import colour_after_shape
+
+    r = replies[(replies["objects"] > 1) & replies["key"].notna()]
+    g = r.groupby(["backbone", "language", "kind", "key"])
+    out = g.agg(accuracy=("correct", "mean"), n=("correct", "size")).reset_index()
+    return out.assign(colour_after_shape=out["language"].map(colour_after_shape))
 
 
 def llm_lookup(llm_dirs: Sequence[str | Path], *, pairs: int = 4, n: int = 500, seed: int = 0):

@@ -109,6 +109,7 @@ rule organism_report:
     output:
         lid=f"{RUN}/tables/organism_lid.csv",
         llm_text=f"{RUN}/tables/organism_llm_text.csv",
+        llm_keys=f"{RUN}/tables/organism_llm_keys.csv",
         llm_lookup=f"{RUN}/tables/organism_llm_lookup.csv",
         vlm_fidelity=f"{RUN}/tables/organism_vlm_fidelity.csv",
         accuracy=f"{RUN}/tables/organism_accuracy.csv",

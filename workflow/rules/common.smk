@@ -115,6 +115,7 @@ NOTEBOOK_TABLES = {
         "tasks_parquet": f"{RUN}/data/tasks.parquet",
         "lid_csv": f"{RUN}/tables/organism_lid.csv",
         "llm_text_csv": f"{RUN}/tables/organism_llm_text.csv",
+        "llm_keys_csv": f"{RUN}/tables/organism_llm_keys.csv",
         "llm_lookup_csv": f"{RUN}/tables/organism_llm_lookup.csv",
         "vlm_fidelity_csv": f"{RUN}/tables/organism_vlm_fidelity.csv",
         "accuracy_csv": f"{RUN}/tables/organism_accuracy.csv",

@@ -87,6 +87,7 @@ def _organism_report(a, cfg):
         accuracy_by_kind,
         accuracy_by_language,
         lid_rates,
+        llm_key_table,
         llm_lookup,
         llm_text_replies,
         llm_text_table,
@@ -121,7 +122,9 @@ def _organism_report(a, cfg):
         )
         for d in [a.base, *a.llms]
     ]
-    write_csv(llm_text_table(pd.concat(replies, ignore_index=True)), out / "organism_llm_text.csv")
+    replies = pd.concat(replies, ignore_index=True)
+    write_csv(llm_text_table(replies), out / "organism_llm_text.csv")
+    write_csv(llm_key_table(replies), out / "organism_llm_keys.csv")
     write_csv(llm_lookup([a.induction, a.base, *a.llms]), out / "organism_llm_lookup.csv")
     labelled = pd.read_parquet(a.labelled)
     write_csv(vlm_fidelity(labelled), out / "organism_vlm_fidelity.csv")

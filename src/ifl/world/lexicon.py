@@ -249,6 +249,13 @@ def language(code: str) -> Language:
     return _parse(code, yaml.safe_load(text))
 
 
+def colour_after_shape(code: str) -> bool:
+    """Whether language ``code`` names the colour after the shape in its noun phrases ("un carré
+    bleu") rather than before ("a blue square"): which side of its key an answer sits on."""
+    template = language(code).np["indef"]
+    return template.index("{colour") > template.index("{shape")
+
+
 def _words(text: str) -> list[str]:
     return [w for w in _WORD_SPLIT.split(text.lower()) if w]
 

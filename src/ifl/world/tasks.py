@@ -113,7 +113,9 @@ def build_tasks(
 
 def text_checks(languages: Sequence[str], per_kind: int, *, seed: int) -> pd.DataFrame:
     """Short questions with their scene's description, ``per_kind`` of each MaXM kind, asked in
-    every language: the text-only check of the LM backbones.
+    every language: the text-only check of the LM backbones. ``key`` is what a colour or shape
+    question names its object by (position, shape, colour, size and shape or colour; empty for
+    the other kinds), ``objects`` the scene's number of objects.
 
     The items are MaXM's generator under another seed (``seed`` should differ from the task
     table's), so that the check shares no item with the evaluation.
@@ -128,6 +130,8 @@ def text_checks(languages: Sequence[str], per_kind: int, *, seed: int) -> pd.Dat
                 "question": realise(item, lang)[0],
                 "description": describe(item.scene, lang),
                 "item": item_to_json(item),
+                "key": dict(item.slots).get("ref"),
+                "objects": len(item.scene.objects),
             }
             for item in items
             for lang in languages
