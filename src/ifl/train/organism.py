@@ -381,16 +381,8 @@ def stage1(
         image_tokens=_image_tokens(model),
         image=captions["scene"].tolist(),
     )
-    curve = fit(
-        model.parameters(),
-        _vlm_loss(model, enc, pixels, tok.pad_token_id, schedule["batch_size"], device),
-        steps=schedule["steps"],
-        lr=schedule["lr"],
-        seed=seed,
-        desc="stage1",
-    )
-    _save_vlm(model, processor, curve, out_dir)
-    return curve
+    loss_fn = _vlm_loss(model, enc, pixels, tok.pad_token_id, schedule["batch_size"], device)
+    return _fit_vlm(model, processor, loss_fn, schedule, out_dir, seed=seed, desc="stage1")
 
 
 def stage2(
@@ -426,19 +418,23 @@ def stage2(
     model.to(device).train()
     for name, p in model.named_parameters():
         p.requires_grad = "vision_tower" not in name
+    loss_fn = _vlm_loss(model, enc, pixels, tok.pad_token_id, schedule["batch_size"], device)
+    return _fit_vlm(model, processor, loss_fn, schedule, out_dir, seed=seed, desc="stage2")
+
+
+def _fit_vlm(
+    model, processor, loss_fn, schedule: Mapping[str, Any], out_dir: Path, *, seed: int, desc: str
+) -> pd.DataFrame:
+    """Train a VLM with :func:`ifl.train.loop.fit` and save it (eval mode), its processor and
+    ``loss.csv`` atomically."""
     curve = fit(
         model.parameters(),
-        _vlm_loss(model, enc, pixels, tok.pad_token_id, schedule["batch_size"], device),
+        loss_fn,
         steps=schedule["steps"],
         lr=schedule["lr"],
         seed=seed,
-        desc="stage2",
+        desc=desc,
     )
-    _save_vlm(model, processor, curve, out_dir)
-    return curve
-
-
-def _save_vlm(model, processor, curve: pd.DataFrame, out_dir: Path) -> None:
     model.eval()
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
@@ -506,13 +502,4 @@ def stage2_phased(
         loss_fn = _switch(
             main, full, schedule["steps"] - int(round(final_fraction * schedule["steps"]))
         )
-    curve = fit(
-        model.parameters(),
-        loss_fn,
-        steps=schedule["steps"],
-        lr=schedule["lr"],
-        seed=seed,
-        desc="stage2-remedy",
-    )
-    _save_vlm(model, processor, curve, out_dir)
-    return curve
+    return _fit_vlm(model, processor, loss_fn, schedule, out_dir, seed=seed, desc="stage2-remedy")
