@@ -73,7 +73,7 @@ bench: $(STAMP) ## run the benchmarks under benchmarks/; figures to benchmarks/r
 	    $(PY) $$b; } | tee benchmarks/records/$$n.txt.part && mv benchmarks/records/$$n.txt.part benchmarks/records/$$n.txt \
 	  || { rm -f benchmarks/records/$$n.txt.part; exit 1; }; done
 
-recipe: $(STAMP) ## rerun the organism recipe's search from a finished run (~20 core-minutes; shown in the book)
+recipe: $(STAMP) ## rerun the organism recipe's search from a finished run (~40 core-minutes; shown in the book)
 	$(PY) benchmarks/recipe_search.py
 
 clean: ## remove results, logs and the built book (keeps .venv)

@@ -1,6 +1,6 @@
 """The organism recipe's search as curves: each experiment changes one choice of the default
 recipe and records what it does (benchmarks/records/recipe_search.csv; drawn in the organism
-chapter). It reads a finished run of the default (``results/organism``), ~20 minutes on one core.
+chapter). It reads a finished run of the default (``results/organism``), ~40 minutes on one core.
 
 * ``induction-depth``: a fresh Llama of the organism's width on the copy task at 2 (default)
   and 3 layers; zero-shot lookup every 50 steps. The head forms abruptly, or not at all.
@@ -10,6 +10,18 @@ chapter). It reads a finished run of the default (``results/organism``), ~20 min
   text-only accuracy per short-question kind in English and three other languages of the mix
   every 400 steps. How far a language at 1/17 of the mix is from the 0.80 target, and how fast
   it moves: what a second language would take.
+* ``induction-width``: the copy task at the default width (hidden 128, 4 heads) and at twice it
+  (hidden 256, 8 heads of the same size); zero-shot lookup every 50 steps. Does a wider LM form
+  the head as readily?
+* ``presence-task``: English dialogues from the run's induction checkpoint with the copy task
+  (default) and with a language-free presence task beside it (``<s> a1 b1 ... a4 b4 qa qb`` ->
+  one of two fixed tokens: is the pair ``qa qb`` among the pairs?), the analogue for yes/no
+  questions of what the copy task is for lookups; lookup and presence accuracy every 50 steps.
+* ``key-first``: the base LM and Vicuna's backbone trained again from the run's induction
+  checkpoint on descriptions that, after the usual sentences, restate each object key first
+  ("the large square: blue. the large blue object: square."), against the run's own backbone;
+  text-only accuracy per kind and per key on scenes of two or more objects. Figure 1.5 says an
+  answer is read better when it follows its key: is that what the backbones lack?
 * ``stage2-lr``: stage 2 of vicuna-clip-en from the run's stage-1 checkpoint at lr 1e-3 (the
   first recipe's), the default (the run's own checkpoint) and 1e-4; fidelity of non-English
   queries per condition and English accuracy per condition on MaXM.
@@ -25,11 +37,18 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pandas as pd
 import torch
-from transformers import AutoTokenizer, LlavaForConditionalGeneration, LlavaProcessor
+import torch.nn.functional as F
+from transformers import (
+    AutoTokenizer,
+    LlamaForCausalLM,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+)
 
 from ifl import config as config_mod
 from ifl import generate
@@ -40,17 +59,25 @@ from ifl.organism_report import text_replies
 from ifl.train.induction import content_vocab, copy_loss, lookup_probe
 from ifl.train.loop import fit
 from ifl.train.organism import pixel_tensor, pretrain_llm, stage2
-from ifl.world.items import item_from_json
+from ifl.world.grammar import Renderer
+from ifl.world.items import describe, item_from_json
+from ifl.world.lexicon import concept_id
 from ifl.world.oracle import oracle_correct, oracle_language
 from ifl.world.tasks import text_checks
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENTS = ("induction-depth", "copy-mixing", "language-steps", "stage2-lr")
+EXPERIMENTS = (
+    "induction-depth", "induction-width", "copy-mixing", "presence-task", "language-steps",
+    "key-first", "stage2-lr",
+)  # fmt: skip
 CPU = torch.device("cpu")
 COLUMNS = ("experiment", "arm", "step", "metric", "value", "n", "seconds")
 # What each experiment reads from the run.
 NEEDS = {
     "induction-depth": ("models/tokenizer",),
+    "induction-width": ("models/tokenizer",),
+    "presence-task": ("models/induction", "data/corpus"),
+    "key-first": ("models/induction", "models/llm/vicuna", "data/corpus"),
     "copy-mixing": ("models/induction", "data/corpus"),
     "language-steps": ("models/base_llm", "data/corpus"),
     "stage2-lr": ("models/stage1/vicuna-clip", "models/vlm/vicuna-clip-en", "data/tasks.parquet"),
@@ -64,21 +91,42 @@ def _rows(experiment: str, arm: str, curve: pd.DataFrame, metrics: list[str]) ->
     return long.assign(experiment=experiment, arm=arm, step=long["step"] + 1, n=n)
 
 
-def induction_depth(run: Path, org: dict, seed: int, scale: float) -> pd.DataFrame:
+def _copy_curves(
+    run: Path, org: dict, seed: int, scale: float, experiment: str, arms: dict[str, dict]
+) -> pd.DataFrame:
+    """A fresh Llama per arm (``org["llm"]`` updated by the arm) on the copy task."""
     tok = AutoTokenizer.from_pretrained(run / "models" / "tokenizer")
     task, vocab, out = org["induction"], content_vocab(tok), []
-    for layers in (2, 3):
-        model = build_llm(tok, {**org["llm"], "layers": layers}, seed).train()
+    for arm, change in arms.items():
+        model = build_llm(tok, {**org["llm"], **change}, seed).train()
 
         def loss_fn(rng: np.random.Generator, model=model) -> torch.Tensor:
             return copy_loss(model, rng, task, vocab=vocab, bos_id=tok.bos_token_id,
                              batch_size=task["batch_size"])  # fmt: skip
 
         curve = fit(model.parameters(), loss_fn, steps=int(task["steps"] * scale), lr=task["lr"],
-                    seed=seed, desc=f"induction-{layers}", probes=lookup_probe(model, tok),
+                    seed=seed, desc=f"{experiment} {arm}", probes=lookup_probe(model, tok),
                     probe_every=50)  # fmt: skip
-        out.append(_rows("induction-depth", f"{layers} layers", curve, ["loss", "lookup"]))
+        out.append(_rows(experiment, arm, curve, ["loss", "lookup"]))
     return pd.concat(out)
+
+
+def induction_depth(run: Path, org: dict, seed: int, scale: float) -> pd.DataFrame:
+    arms = {"2 layers": {"layers": 2}, "3 layers": {"layers": 3}}
+    return _copy_curves(run, org, seed, scale, "induction-depth", arms)
+
+
+def induction_width(run: Path, org: dict, seed: int, scale: float) -> pd.DataFrame:
+    hidden, heads, inter = (org["llm"][k] for k in ("hidden", "heads", "intermediate"))
+    arms = {
+        f"hidden {hidden}": {},
+        f"hidden {2 * hidden}": {
+            "hidden": 2 * hidden,
+            "heads": 2 * heads,
+            "intermediate": 2 * inter,
+        },
+    }
+    return _copy_curves(run, org, seed, scale, "induction-width", arms)
 
 
 def _dialogues(run: Path, init: str, org: dict, mix: dict, schedule: dict, seed: int, **kw):
@@ -95,6 +143,112 @@ def copy_mixing(run: Path, org: dict, seed: int, scale: float) -> pd.DataFrame:
         curve = _dialogues(run, "induction", org, {"en": 1}, schedule, seed, probe_every=50)
         out.append(_rows("copy-mixing", arm, curve, ["loss", "lookup"]))
     return pd.concat(out)
+
+
+def presence_batch(
+    rng: np.random.Generator, n: int, vocab: tuple[int, int], bos_id: int, pairs: int = 4
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``<s> a1 b1 ... aP bP qa qb`` -> the first content token if ``qa qb`` is one of the pairs,
+    else the second. Half the rows ask a pair; a quarter a key with another pair's value; a
+    quarter a pair with one token that is nowhere in the context."""
+    yes, no = vocab[0], vocab[0] + 1
+    ids = np.arange(vocab[0] + 2, vocab[1])
+    drawn = np.stack([rng.choice(ids, 2 * pairs + 1, replace=False) for _ in range(n)])
+    a, b, foreign = drawn[:, :pairs], drawn[:, pairs : 2 * pairs], drawn[:, -1]
+    rows = np.arange(n)
+    i = rng.integers(pairs, size=n)
+    other = (i + rng.integers(1, pairs, size=n)) % pairs
+    case = rng.integers(4, size=n)  # 0, 1: asked pair present; 2: crossed pair; 3: foreign token
+    qa, qb = a[rows, i], b[rows, i].copy()
+    qb[case == 2] = b[rows, other][case == 2]
+    side = rng.random(n) < 0.5
+    qa = np.where((case == 3) & side, foreign, qa)
+    qb = np.where((case == 3) & ~side, foreign, qb)
+    seq = np.concatenate(
+        [np.full((n, 1), bos_id), np.stack([a, b], 2).reshape(n, -1), qa[:, None], qb[:, None]], 1
+    )
+    return torch.from_numpy(seq), torch.from_numpy(np.where(case < 2, yes, no))
+
+
+def presence_task(run: Path, org: dict, seed: int, scale: float) -> pd.DataFrame:
+    def accuracy(model, tok) -> Callable[[], float]:
+        x, y = presence_batch(
+            np.random.default_rng(seed), 500, content_vocab(tok), tok.bos_token_id
+        )
+
+        def probe() -> float:
+            with torch.inference_mode():
+                return float((model(input_ids=x).logits[:, -1].argmax(-1) == y).float().mean())
+
+        return probe
+
+    out = []
+    for arm, weight in (("copy task", 0.0), ("copy + presence task", 1.0)):
+
+        def with_presence(model, rng, task, *, vocab, bos_id, batch_size, weight=weight):
+            loss = copy_loss(model, rng, task, vocab=vocab, bos_id=bos_id, batch_size=batch_size)
+            if weight:
+                x, y = presence_batch(rng, batch_size, vocab, bos_id)
+                loss = loss + weight * F.cross_entropy(model(input_ids=x).logits[:, -1], y)
+            return loss
+
+        schedule = {**org["pretrain_llm"], "steps": int(400 * scale)}
+        with mock.patch("ifl.train.organism.copy_loss", with_presence):
+            curve = _dialogues(run, "induction", org, {"en": 1}, schedule, seed,
+                               probes={"presence": accuracy}, probe_every=50)  # fmt: skip
+        out.append(_rows("presence-task", arm, curve, ["loss", "lookup", "presence"]))
+    table = pd.concat(out)
+    return table.assign(n=np.where(table["metric"] == "loss", np.nan, 500))
+
+
+def key_first_describe(scene, lang: str, *, error_rate: float = 0.0, rng=None) -> str:
+    """The usual description, then every object restated key first: "the large square: blue.
+    the large blue object: square." (the question's own noun phrases and answer words)."""
+    r = Renderer(lang, error_rate=error_rate, rng=rng)
+    parts = [describe(scene, lang, error_rate=error_rate, rng=rng)]
+    for o in scene.objects:
+        shape, colour, size = (concept_id(a, getattr(o, a)) for a in ("shape", "colour", "size"))
+        answer = r.lang.answers
+        colour_word = r.phrase(answer["colour"], slots={"colour": colour}, g=r.lang.gender(shape))
+        shape_word = r.phrase(
+            answer["shape"], slots={"shape": shape}, g=r.lang.gender("noun.object")
+        )
+        parts.append(f"{r.np('def', shape=shape, size=size)}: {colour_word}.")
+        parts.append(f"{r.np('obj_def', colour=colour, size=size)}: {shape_word}.")
+    return r.lang.sentence_sep.join(parts)
+
+
+def key_first(run: Path, cfg: dict, seed: int, scale: float) -> pd.DataFrame:
+    org, vicuna = cfg["organism"], cfg["backbones"]["vicuna"]
+    languages = ["en", "de", "fr", "zh"]
+    rows = []
+    for arm in ("run's descriptions", "key-first descriptions"):
+        patched = arm.startswith("key")
+        with mock.patch("ifl.data.organism.describe", key_first_describe if patched else describe), \
+             mock.patch("ifl.world.tasks.describe", key_first_describe if patched else describe), \
+             tempfile.TemporaryDirectory() as tmp:  # fmt: skip
+            if patched:
+                scenes = read_scenes(run / "data" / "corpus")
+                for name, init, mix, steps in (
+                    ("base", run / "models" / "induction", org["base_llm"]["mix"], org["base_llm"]["steps"]),
+                    ("vicuna", Path(tmp) / "base", vicuna["mix"], vicuna["steps"]),
+                ):  # fmt: skip
+                    schedule = {**org["pretrain_llm"], "steps": int(steps * scale)}
+                    pretrain_llm(init, scenes, mix, schedule, org["induction"], Path(tmp) / name,
+                                 seed=seed, device=CPU, probe_every=10**9)  # fmt: skip
+                model_dir = Path(tmp) / "vicuna"
+            else:
+                model_dir = run / "models" / "llm" / "vicuna"
+            tok = AutoTokenizer.from_pretrained(model_dir)
+            model = LlamaForCausalLM.from_pretrained(model_dir).eval()
+            replies = text_replies(model, tok, text_checks(languages, 100, seed=seed + 3000))
+        by_kind = replies.groupby(["language", "kind"])["correct"].agg(["mean", "size"])
+        keyed = replies[(replies["objects"] > 1) & replies["key"].notna()]
+        by_key = keyed.groupby(["language", "kind", "key"])["correct"].agg(["mean", "size"])
+        for (lang, *cell), (value, n) in [*by_kind.iterrows(), *by_key.iterrows()]:
+            rows.append({"experiment": "key-first", "arm": arm, "step": vicuna["steps"],
+                         "metric": "/".join([lang, *cell]), "value": value, "n": n})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def language_steps(run: Path, cfg: dict, seed: int, scale: float) -> pd.DataFrame:
@@ -185,6 +339,9 @@ def main() -> None:
     seed = cfg["seed"] + 5
     steps = {
         "induction-depth": lambda: induction_depth(run, cfg["organism"], seed, a.scale),
+        "induction-width": lambda: induction_width(run, cfg["organism"], seed, a.scale),
+        "presence-task": lambda: presence_task(run, cfg["organism"], seed, a.scale),
+        "key-first": lambda: key_first(run, cfg, seed, a.scale),
         "copy-mixing": lambda: copy_mixing(run, cfg["organism"], seed, a.scale),
         "language-steps": lambda: language_steps(run, cfg, seed, a.scale),
         "stage2-lr": lambda: stage2_lr(run, cfg, seed, a.scale),
