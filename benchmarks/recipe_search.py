@@ -4,27 +4,31 @@ chapter). It reads a finished run of the default (``results/organism``), ~40 min
 
 * ``induction-depth``: a fresh Llama of the organism's width on the copy task at 2 (default)
   and 3 layers; zero-shot lookup every 50 steps. The head forms abruptly, or not at all.
-* ``copy-mixing``: English dialogues from the run's induction checkpoint, with the copy task in
-  every step (default) and without; lookup every 50 steps. Without it the head is erased.
-* ``language-steps``: the run's base LM continued on Vicuna's mix for twice the default steps;
-  text-only accuracy per short-question kind in English and three other languages of the mix
-  every 400 steps. How far a language at 1/17 of the mix is from the 0.80 target, and how fast
-  it moves: what a second language would take.
 * ``induction-width``: the copy task at the default width (hidden 128, 4 heads) and at twice it
   (hidden 256, 8 heads of the same size); zero-shot lookup every 50 steps. Does a wider LM form
   the head as readily?
+* ``copy-mixing``: English dialogues from the run's induction checkpoint, with the copy task in
+  every step (default) and without; lookup every 50 steps. Without it the head is erased.
 * ``presence-task``: English dialogues from the run's induction checkpoint with the copy task
   (default) and with a language-free presence task beside it (``<s> a1 b1 ... a4 b4 qa qb`` ->
   one of two fixed tokens: is the pair ``qa qb`` among the pairs?), the analogue for yes/no
   questions of what the copy task is for lookups; lookup and presence accuracy every 50 steps.
+* ``language-steps``: the run's base LM continued on Vicuna's mix for twice the default steps;
+  text-only accuracy per short-question kind in English and three other languages of the mix
+  every 400 steps. How far a language at 1/17 of the mix is from the 0.80 target, and how fast
+  it moves: what a second language would take.
 * ``key-first``: the base LM and Vicuna's backbone trained again from the run's induction
   checkpoint on descriptions that, after the usual sentences, restate each object key first
   ("the large square: blue. the large blue object: square."), against the run's own backbone;
-  text-only accuracy per kind and per key on scenes of two or more objects. Figure 1.5 says an
-  answer is read better when it follows its key: is that what the backbones lack?
+  text-only accuracy per kind and per key on scenes of two or more objects. The organism
+  chapter's key-side figure says an answer is read better when it follows its key: is that what
+  the backbones lack?
 * ``stage2-lr``: stage 2 of vicuna-clip-en from the run's stage-1 checkpoint at lr 1e-3 (the
   first recipe's), the default (the run's own checkpoint) and 1e-4; fidelity of non-English
   queries per condition and English accuracy per condition on MaXM.
+* ``stage2-steps``: stage 2 of vicuna-clip-en at the default steps (the run's own checkpoint),
+  twice and four times as many; the same checks on all of MaXM's English items, and English
+  accuracy per kind and condition. What would more visual instruction buy the image condition?
 
     .venv/bin/python benchmarks/recipe_search.py            # all experiments
     .venv/bin/python benchmarks/recipe_search.py --only stage2-lr --scale 0.1   # a quick look
@@ -68,7 +72,7 @@ from ifl.world.tasks import text_checks
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = (
     "induction-depth", "induction-width", "copy-mixing", "presence-task", "language-steps",
-    "key-first", "stage2-lr",
+    "key-first", "stage2-lr", "stage2-steps",
 )  # fmt: skip
 CPU = torch.device("cpu")
 COLUMNS = ("experiment", "arm", "step", "metric", "value", "n", "seconds")
@@ -81,6 +85,11 @@ NEEDS = {
     "copy-mixing": ("models/induction", "data/corpus"),
     "language-steps": ("models/base_llm", "data/corpus"),
     "stage2-lr": ("models/stage1/vicuna-clip", "models/vlm/vicuna-clip-en", "data/tasks.parquet"),
+    "stage2-steps": (
+        "models/stage1/vicuna-clip",
+        "models/vlm/vicuna-clip-en",
+        "data/tasks.parquet",
+    ),
 }
 
 
@@ -273,54 +282,87 @@ def language_steps(run: Path, cfg: dict, seed: int, scale: float) -> pd.DataFram
     return out.assign(n=np.where(out["metric"] == "lookup", 500, 25))  # 25 checks per cell
 
 
-def _vlm_check(model_dir: Path, tasks: pd.DataFrame) -> dict[str, float]:
+def _vlm_check(
+    model_dir: Path, tasks: pd.DataFrame, *, by_kind: bool = False
+) -> list[tuple[str, float, int]]:
+    """(metric, value, n) of a VLM on MaXM tasks: fidelity of the non-English queries and English
+    accuracy per condition (and per kind), by the lexicon oracle."""
     model = LlavaForConditionalGeneration.from_pretrained(model_dir).eval()
     processor = LlavaProcessor.from_pretrained(model_dir)
     with tempfile.TemporaryDirectory() as tmp:
         replies = Path(tmp) / "replies.parquet"
         r = generate.run(model, processor, generate.queries(tasks), replies, batch_size=32,
                          max_new_tokens=8)  # fmt: skip
-    r = r.merge(tasks[["task_id", "item"]], on="task_id")
+    r = r.merge(tasks[["task_id", "item", "kind"]], on="task_id")
     pairs = zip(r["reply"], r["language"], strict=True)
     r["faithful"] = [oracle_language(t, hint=lang) == lang for t, lang in pairs]
     r["correct"] = [
         oracle_correct(t, item_from_json(i)) for t, i in zip(r["reply"], r["item"], strict=True)
     ]
     other, en = r[r["language"] != "en"], r[r["language"] == "en"]
-    out = {f"fidelity/{c}": float(g.mean()) for c, g in other.groupby("condition")["faithful"]}
-    out |= {f"English accuracy/{c}": float(g.mean()) for c, g in en.groupby("condition")["correct"]}
-    return out
+    cells = [
+        (other.groupby("condition")["faithful"], "fidelity/{}"),
+        (en.groupby("condition")["correct"], "English accuracy/{}"),
+    ]
+    if by_kind:
+        cells.append((en.groupby(["condition", "kind"])["correct"], "English accuracy/{}/{}"))
+    return [
+        (name.format(*(key if isinstance(key, tuple) else (key,))), float(g.mean()), len(g))
+        for grouped, name in cells
+        for key, g in grouped
+    ]
 
 
-def stage2_lr(run: Path, cfg: dict, seed: int, scale: float) -> pd.DataFrame:
+def _stage2_arms(
+    run: Path,
+    cfg: dict,
+    scale: float,
+    experiment: str,
+    arms: dict[str, dict],
+    per_language: int,
+    *,
+    by_kind: bool = False,
+) -> pd.DataFrame:
+    """Stage 2 of vicuna-clip-en from the run's stage-1 checkpoint once per arm (``organism.stage2``
+    updated by the arm; the default arm is the run's own checkpoint), checked on MaXM."""
     org = cfg["organism"]
     tasks = pd.read_parquet(run / "data" / "tasks.parquet")
     tasks = tasks[(tasks["benchmark"] == "MaXM") & tasks["language"].isin(["en", "de", "hi", "zh"])]
-    tasks = tasks.groupby("language").head(max(4, int(50 * scale)))
+    tasks = tasks.groupby("language").head(max(4, int(per_language * scale)))
     corpus = run / "data" / "corpus"
     pixels = pixel_tensor(read_images(corpus), org["image_size"])
     scenes = read_scenes(corpus)
     instructions = pd.read_parquet(run / "data" / "instruct-en.parquet")
     rows = []
-    for lr in (1e-3, org["stage2"]["lr"], 1e-4):
-        schedule = {**org["stage2"], "lr": lr, "steps": int(org["stage2"]["steps"] * scale)}
+    for arm, change in arms.items():
+        schedule = {**org["stage2"], **change}
+        schedule["steps"] = int(schedule["steps"] * scale)
         with tempfile.TemporaryDirectory() as tmp:
-            if lr == org["stage2"]["lr"] and scale == 1:
+            if schedule == org["stage2"]:
                 out_dir = run / "models" / "vlm" / "vicuna-clip-en"  # the run's own checkpoint
             else:
                 out_dir = Path(tmp) / "vlm"
                 stage2(run / "models" / "stage1" / "vicuna-clip", pixels, instructions, scenes,
                        org["text_only_share"], schedule, out_dir, seed=cfg["seed"] + 40,
                        device=CPU)  # fmt: skip
-            found = _vlm_check(out_dir, tasks)
-        english = int((tasks["language"] == "en").sum())
-        n = {"fidelity": len(tasks) - english, "English accuracy": english}
+            found = _vlm_check(out_dir, tasks, by_kind=by_kind)
         rows += [
-            {"experiment": "stage2-lr", "arm": f"lr {lr:g}", "step": schedule["steps"],
-             "metric": k, "value": v, "n": n[k.split("/")[0]]}
-            for k, v in found.items()
+            {"experiment": experiment, "arm": arm, "step": schedule["steps"], "metric": metric,
+             "value": value, "n": n}
+            for metric, value, n in found
         ]  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def stage2_lr(run: Path, cfg: dict, seed: int, scale: float) -> pd.DataFrame:
+    arms = {f"lr {lr:g}": {"lr": lr} for lr in (1e-3, cfg["organism"]["stage2"]["lr"], 1e-4)}
+    return _stage2_arms(run, cfg, scale, "stage2-lr", arms, 50)
+
+
+def stage2_steps(run: Path, cfg: dict, seed: int, scale: float) -> pd.DataFrame:
+    steps = cfg["organism"]["stage2"]["steps"]
+    arms = {f"{k * steps} steps": {"steps": k * steps} for k in (1, 2, 4)}
+    return _stage2_arms(run, cfg, scale, "stage2-steps", arms, 100, by_kind=True)
 
 
 def main() -> None:
@@ -345,6 +387,7 @@ def main() -> None:
         "copy-mixing": lambda: copy_mixing(run, cfg["organism"], seed, a.scale),
         "language-steps": lambda: language_steps(run, cfg, seed, a.scale),
         "stage2-lr": lambda: stage2_lr(run, cfg, seed, a.scale),
+        "stage2-steps": lambda: stage2_steps(run, cfg, seed, a.scale),
     }
     out = Path(a.out)
     done = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=list(COLUMNS))
