@@ -24,7 +24,7 @@ chapter). It reads a finished run of the default (``results/organism``), ~40 min
   chapter's key-side figure says an answer is read better when it follows its key: is that what
   the backbones lack?
 * ``stage2-lr``: stage 2 of vicuna-clip-en from the run's stage-1 checkpoint at lr 1e-3 (the
-  first recipe's), the default (the run's own checkpoint) and 1e-4; fidelity of non-English
+  first recipe's), 2e-4, 1e-4 and the default (the run's own checkpoint); fidelity of non-English
   queries per condition and English accuracy per condition on MaXM.
 * ``stage2-steps``: stage 2 of vicuna-clip-en at the default steps (the run's own checkpoint),
   twice and four times as many; the same checks on all of MaXM's English items, and English
@@ -355,7 +355,9 @@ def _stage2_arms(
 
 
 def stage2_lr(run: Path, cfg: dict, seed: int, scale: float) -> pd.DataFrame:
-    arms = {f"lr {lr:g}": {"lr": lr} for lr in (1e-3, cfg["organism"]["stage2"]["lr"], 1e-4)}
+    # the default is one of them whatever it is
+    lrs = sorted({1e-3, 2e-4, 1e-4, cfg["organism"]["stage2"]["lr"]}, reverse=True)
+    arms = {f"lr {lr:g}": {"lr": lr} for lr in lrs}
     return _stage2_arms(run, cfg, scale, "stage2-lr", arms, 50)
 
 
