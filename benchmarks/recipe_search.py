@@ -40,6 +40,7 @@ import argparse
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from unittest import mock
 
@@ -232,22 +233,21 @@ def key_first(run: Path, cfg: dict, seed: int, scale: float) -> pd.DataFrame:
     languages = ["en", "de", "fr", "zh"]
     rows = []
     for arm in ("run's descriptions", "key-first descriptions"):
-        patched = arm.startswith("key")
-        with mock.patch("ifl.data.organism.describe", key_first_describe if patched else describe), \
-             mock.patch("ifl.world.tasks.describe", key_first_describe if patched else describe), \
-             tempfile.TemporaryDirectory() as tmp:  # fmt: skip
-            if patched:
+        with ExitStack() as stack:
+            model_dir = run / "models" / "llm" / "vicuna"
+            if arm == "key-first descriptions":  # training data and checks both read key first
+                for target in ("ifl.data.organism.describe", "ifl.world.tasks.describe"):
+                    stack.enter_context(mock.patch(target, key_first_describe))
+                tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
                 scenes = read_scenes(run / "data" / "corpus")
                 for name, init, mix, steps in (
                     ("base", run / "models" / "induction", org["base_llm"]["mix"], org["base_llm"]["steps"]),
-                    ("vicuna", Path(tmp) / "base", vicuna["mix"], vicuna["steps"]),
+                    ("vicuna", tmp / "base", vicuna["mix"], vicuna["steps"]),
                 ):  # fmt: skip
                     schedule = {**org["pretrain_llm"], "steps": int(steps * scale)}
-                    pretrain_llm(init, scenes, mix, schedule, org["induction"], Path(tmp) / name,
+                    pretrain_llm(init, scenes, mix, schedule, org["induction"], tmp / name,
                                  seed=seed, device=CPU, probe_every=10**9)  # fmt: skip
-                model_dir = Path(tmp) / "vicuna"
-            else:
-                model_dir = run / "models" / "llm" / "vicuna"
+                model_dir = tmp / "vicuna"
             tok = AutoTokenizer.from_pretrained(model_dir)
             model = LlamaForCausalLM.from_pretrained(model_dir).eval()
             replies = text_replies(model, tok, text_checks(languages, 100, seed=seed + 3000))
@@ -301,13 +301,13 @@ def _vlm_check(
     ]
     other, en = r[r["language"] != "en"], r[r["language"] == "en"]
     cells = [
-        (other.groupby("condition")["faithful"], "fidelity/{}"),
-        (en.groupby("condition")["correct"], "English accuracy/{}"),
+        (other.groupby(["condition"])["faithful"], "fidelity/{}"),
+        (en.groupby(["condition"])["correct"], "English accuracy/{}"),
     ]
     if by_kind:
         cells.append((en.groupby(["condition", "kind"])["correct"], "English accuracy/{}/{}"))
     return [
-        (name.format(*(key if isinstance(key, tuple) else (key,))), float(g.mean()), len(g))
+        (name.format(*key), float(g.mean()), len(g))
         for grouped, name in cells
         for key, g in grouped
     ]
